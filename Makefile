@@ -1,0 +1,50 @@
+# numnet: reproduce "Connections between Numerical Algorithms for PDEs and Neural Networks"
+# `make help` lists the targets. Every target creates the virtual environment when it is missing.
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PROFILE    ?= quick
+JOBS       ?= 2
+THREADS    ?= 1
+LOGGER     ?= wandb
+RESULTS    ?= results
+EXTRA      ?=
+PYTEST_ARGS ?=
+
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.numnet-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test reproduce-fig5 report-fig5 wandb-sync clean
+
+help: ## list the targets
+	@echo "numnet make targets (variables: PROFILE=$(PROFILE) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: ## (re)create the environment; TORCH_SPEC=... picks another torch build (e.g. a CUDA one)
+	rm -f $(STAMP)
+	$(MAKE) $(STAMP) TORCH_SPEC='$(TORCH_SPEC)'
+
+test: $(STAMP) ## run the test suite (a few minutes on 2 cores)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+reproduce-fig5: $(STAMP) ## Fig. 5 into results/fig5 (PROFILE=quick|paper, JOBS, THREADS, LOGGER)
+	$(PY) scripts/reproduce_fig5.py --profile $(PROFILE) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
+
+report-fig5: $(STAMP) ## rebuild results/fig5 tables and figure from the stored run summaries
+	$(PY) -m numnet.report.fig5 $(RESULTS)/fig5
+
+wandb-sync: $(STAMP) ## upload offline wandb runs (needs `wandb login` and a network)
+	@runs=$$(find $(RESULTS) outputs -type d -name 'offline-run-*' 2>/dev/null); \
+	if [ -z "$$runs" ]; then echo "no offline wandb runs found"; else $(VENV)/bin/wandb sync $$runs; fi
+
+clean: ## remove ad-hoc outputs (outputs/), keep results/
+	rm -rf outputs .pytest_cache

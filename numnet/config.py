@@ -1,0 +1,89 @@
+"""Config helpers: resolvers, the config folder, and validation before any compute starts."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from numnet.models import MODELS
+from numnet.nn.activations import FLUXES
+
+__all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices"]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value, reported before any compute starts."""
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("shared_tag"):
+        OmegaConf.register_new_resolver("shared_tag", lambda s: "shared" if str(s).lower() == "true" else "own")
+
+
+def choices(group: str) -> list[str]:
+    """Config names available in ``configs/<group>/``."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def _num(cfg: DictConfig, key: str):
+    return OmegaConf.select(cfg, key)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` naming the key and the allowed range for any invalid value."""
+    m, a, t, p = cfg.model, cfg.activation, cfg.task, cfg.profile
+    if m.name not in MODELS:
+        raise ConfigError(f"model={m.name!r} is unknown; choose one of {sorted(MODELS)}")
+    if a.name not in FLUXES or a.name == "linear":
+        raise ConfigError(f"activation={a.name!r} is unknown; choose one of {choices('activation')}")
+    for key in ("model.depth", "model.channels", "profile.n_train", "profile.n_val", "profile.n_test",
+                "profile.batch_size", "profile.max_epochs", "profile.val_every", "threads"):
+        v = _num(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
+    if not isinstance(m.shared, bool):
+        raise ConfigError(f"model.shared must be true or false, got {m.shared!r}")
+    if not a.lam > 0:
+        raise ConfigError(f"activation.lam must be > 0 (contrast lambda), got {a.lam}")
+    if not t.lr > 0:
+        raise ConfigError(f"task.lr must be > 0, got {t.lr}")
+    if not t.sigma >= 0:
+        raise ConfigError(f"task.sigma must be >= 0, got {t.sigma}")
+    if not (isinstance(t.length, int) and t.length >= 10):
+        raise ConfigError(f"task.length must be an integer >= 10, got {t.length!r}")
+    if not m.kernel_init > 0:
+        raise ConfigError(f"model.kernel_init must be > 0, got {m.kernel_init}")
+    lip = FLUXES[a.name].lipschitz
+    if "tau_init" in m:
+        if m.name == "dufort_frankel":
+            if not m.tau_init > 0:
+                raise ConfigError(f"model.tau_init must be > 0, got {m.tau_init}")
+        elif not 0 < m.tau_init < 2 / lip:
+            raise ConfigError(f"model.tau_init must lie in (0, 2/L) = (0, {2 / lip:g}) (Eq. 14), got {m.tau_init}")
+    if "alpha_init" in m:
+        if m.name == "fsi" and not 0 < m.alpha_init < 2:
+            raise ConfigError(f"model.alpha_init (FSI extrapolation weight) must lie in (0, 2), got {m.alpha_init}")
+        if m.name == "dufort_frankel" and not m.alpha_init > lip / 4:
+            raise ConfigError(f"model.alpha_init must be > L/4 = {lip / 4:g} (Eq. 56), got {m.alpha_init}")
+    if cfg.logger.name not in choices("logger"):
+        raise ConfigError(f"logger={cfg.logger.name!r} is unknown; choose one of {choices('logger')}")
+    if cfg.trainer.accelerator == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("trainer=gpu but torch sees no CUDA device (install a CUDA build: make install TORCH_SPEC=...)")
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Fail early when the output folder cannot be created or written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output folder {str(folder)!r} cannot be written: {exc.strerror or exc}") from None

@@ -1,0 +1,269 @@
+"""1D denoising networks of Sec. 7.1: ResNet, symmetric ResNet, Du Fort--Frankel and FSI.
+
+All networks take and return signals shaped ``(N, 1, n)``. With ``channels = C`` the input
+is copied into ``C`` channels, the blocks act on ``C x C`` block convolutions, and the output
+is the channel average (Sec. 7.1.5). With ``shared = True`` all blocks use one set of
+weights (Sec. 7.1.2); otherwise each block owns its weights (Sec. 7.1.4--7.1.5).
+
+Numerical parameters are trainable but constrained by reparametrisation, so that every
+value the optimiser can reach satisfies the stability condition the paper derives:
+
+* symmetric ResNet: ``tau = (2/L) sigmoid(t)`` -- Eq. (14) with ``||K||_2 <= 1``;
+* Du Fort--Frankel: ``alpha = L/4 + softplus(a)`` -- Eq. (56); ``tau = softplus(t) > 0``;
+* FSI: ``alpha_l = 2 sigmoid(a_l)`` in ``[0, 2]`` (Sec. 7.1.1) and ``tau`` as above.
+
+Initialisation as in Sec. 7.1.1: kernels U[-0.1, 0.1], lambda = 15, tau = 1, alpha = 1.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from numnet.nn.activations import Flux, build_flux
+from numnet.nn.blocks import diffusion_step, dufort_frankel_step, fsi_step, resnet_step
+from numnet.nn.stencil import normalise
+
+__all__ = ["Denoiser1D", "ResNet", "SymResNet", "DuFortFrankelNet", "FSINet", "MODELS", "build_model"]
+
+
+def _inv_sigmoid(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _inv_softplus(y: float) -> float:
+    return math.log(math.expm1(y))
+
+
+def _check_positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"model.{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+class Denoiser1D(nn.Module):
+    """Common structure: channel copy, ``depth`` blocks, channel average; ``evolve`` returns all states."""
+
+    name: str = "denoiser"
+
+    def __init__(
+        self,
+        depth: int,
+        channels: int = 1,
+        shared: bool = True,
+        activation: str = "perona_malik",
+        lam: float = 15.0,
+        kernel_init: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.depth = _check_positive_int("depth", depth)
+        self.channels = _check_positive_int("channels", channels)
+        self.shared = bool(shared)
+        if not kernel_init > 0:
+            raise ValueError(f"model.kernel_init must be > 0, got {kernel_init}")
+        self.n_sets = 1 if self.shared else self.depth
+        self.fluxes = nn.ModuleList(build_flux(activation, lam) for _ in range(self.n_sets))
+        self.activation = activation
+        self.kernel_init = kernel_init
+
+    @property
+    def lipschitz(self) -> float:
+        return self.fluxes[0].lipschitz
+
+    def _kernels(self) -> nn.Parameter:
+        c = self.channels
+        w = torch.empty(self.n_sets, c, c, 3).uniform_(-self.kernel_init, self.kernel_init)
+        return nn.Parameter(w)
+
+    def idx(self, k: int) -> int:
+        """Index of the weight set used by block ``k``."""
+        return 0 if self.shared else k
+
+    def flux(self, k: int) -> Flux:
+        return self.fluxes[self.idx(k)]
+
+    def weights(self, i: int) -> dict:
+        """Derived (constrained) weights of weight set ``i``, computed once per forward pass."""
+        raise NotImplementedError
+
+    def step(self, k: int, u: torch.Tensor, u_prev: torch.Tensor, p: dict) -> torch.Tensor:
+        """Block ``k`` applied to state ``u`` (``u_prev``: the state before) with weights ``p``."""
+        raise NotImplementedError
+
+    def _all_weights(self) -> list[dict]:
+        return [self.weights(i) for i in range(self.n_sets)]
+
+    def evolve(self, f: torch.Tensor) -> list[torch.Tensor]:
+        """States ``u^0 ... u^K`` with all ``C`` channels, each shaped ``(N, C, n)``."""
+        if f.dim() != 3 or f.shape[1] != 1:
+            raise ValueError(f"expected signals shaped (N, 1, n), got {tuple(f.shape)}")
+        u = f.expand(-1, self.channels, -1).contiguous() if self.channels > 1 else f
+        states = [u]
+        prev = u
+        ws = self._all_weights()
+        for k in range(self.depth):
+            nxt = self.step(k, u, prev, ws[self.idx(k)])
+            prev, u = u, nxt
+            states.append(u)
+        return states
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        if f.dim() != 3 or f.shape[1] != 1:
+            raise ValueError(f"expected signals shaped (N, 1, n), got {tuple(f.shape)}")
+        u = f.expand(-1, self.channels, -1).contiguous() if self.channels > 1 else f
+        prev = u
+        ws = self._all_weights()
+        for k in range(self.depth):
+            prev, u = u, self.step(k, u, prev, ws[self.idx(k)])
+        return u.mean(dim=1, keepdim=True) if self.channels > 1 else u
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @torch.no_grad()
+    def stability(self) -> dict[str, float]:
+        """Quantities of the stability theory for logging (first weight set)."""
+        return {"lipschitz": self.lipschitz}
+
+
+class ResNet(Denoiser1D):
+    """Standard ResNet, Eq. (6) with ``sigma_2 = Id``: two free kernels and two biases per block."""
+
+    name = "resnet"
+
+    def __init__(self, depth: int, **kw) -> None:
+        super().__init__(depth, **kw)
+        self.w1 = self._kernels()
+        self.w2 = self._kernels()
+        self.b1 = nn.Parameter(torch.zeros(self.n_sets, self.channels))
+        self.b2 = nn.Parameter(torch.zeros(self.n_sets, self.channels))
+
+    def weights(self, i):
+        return {"w1": self.w1[i], "b1": self.b1[i], "w2": self.w2[i], "b2": self.b2[i], "act": self.fluxes[i]}
+
+    def step(self, k, u, u_prev, p):
+        return resnet_step(u, p["w1"], p["b1"], p["w2"], p["b2"], p["act"])
+
+
+class SymResNet(Denoiser1D):
+    """Symmetric ResNet of diffusion blocks, Eq. (11), Theorem 1; ``tau <= 2/L`` (Eq. 14)."""
+
+    name = "symresnet"
+
+    def __init__(self, depth: int, tau_init: float = 1.0, **kw) -> None:
+        super().__init__(depth, **kw)
+        self.w = self._kernels()
+        bound = 2.0 / self.lipschitz
+        if not 0 < tau_init < bound:
+            raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound}), got {tau_init}")
+        self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_sigmoid(tau_init / bound)))
+
+    def tau(self, i: int = 0) -> torch.Tensor:
+        return (2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw[i])
+
+    def kernel(self, i: int = 0) -> torch.Tensor:
+        """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
+        return normalise(self.w[i])
+
+    def weights(self, i):
+        return {"w": normalise(self.w[i]), "tau": self.tau(i), "flux": self.fluxes[i]}
+
+    def step(self, k, u, u_prev, p):
+        return diffusion_step(u, p["w"], p["tau"], p["flux"])
+
+    @torch.no_grad()
+    def stability(self) -> dict[str, float]:
+        return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "tau_bound": 2.0 / self.lipschitz}
+
+
+class DuFortFrankelNet(Denoiser1D):
+    """Du Fort--Frankel network, Eq. (20); ``alpha >= L/4`` (Eq. 56); ``u^{-1} := u^0``."""
+
+    name = "dufort_frankel"
+
+    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, **kw) -> None:
+        super().__init__(depth, **kw)
+        self.w = self._kernels()
+        if not tau_init > 0:
+            raise ValueError(f"model.tau_init must be > 0, got {tau_init}")
+        low = self.lipschitz / 4.0
+        if not alpha_init > low:
+            raise ValueError(f"model.alpha_init must be > L/4 = {low}, got {alpha_init}")
+        self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_softplus(tau_init)))
+        self.alpha_raw = nn.Parameter(torch.full((self.n_sets,), _inv_softplus(alpha_init - low)))
+
+    def tau(self, i: int = 0) -> torch.Tensor:
+        return F.softplus(self.tau_raw[i])
+
+    def alpha(self, i: int = 0) -> torch.Tensor:
+        return self.lipschitz / 4.0 + F.softplus(self.alpha_raw[i])
+
+    def kernel(self, i: int = 0) -> torch.Tensor:
+        """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
+        return normalise(self.w[i])
+
+    def weights(self, i):
+        return {"w": normalise(self.w[i]), "tau": self.tau(i), "alpha": self.alpha(i), "flux": self.fluxes[i]}
+
+    def step(self, k, u, u_prev, p):
+        return dufort_frankel_step(u, u_prev, p["w"], p["tau"], p["alpha"], p["flux"])
+
+    @torch.no_grad()
+    def stability(self) -> dict[str, float]:
+        return {
+            "lipschitz": self.lipschitz,
+            "tau": float(self.tau(0)),
+            "alpha": float(self.alpha(0)),
+            "alpha_bound": self.lipschitz / 4.0,
+        }
+
+
+class FSINet(Denoiser1D):
+    """FSI network, Eq. (21): one cycle over all blocks, a trainable ``alpha_l in [0, 2]`` per block."""
+
+    name = "fsi"
+
+    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, **kw) -> None:
+        super().__init__(depth, **kw)
+        self.w = self._kernels()
+        bound = 2.0 / self.lipschitz
+        if not 0 < tau_init < bound:
+            raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound}), got {tau_init}")
+        if not 0 < alpha_init < 2:
+            raise ValueError(f"model.alpha_init (FSI extrapolation weight) must lie in (0, 2), got {alpha_init}")
+        self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_sigmoid(tau_init / bound)))
+        self.alpha_raw = nn.Parameter(torch.full((self.depth,), _inv_sigmoid(alpha_init / 2.0)))
+
+    def tau(self, i: int = 0) -> torch.Tensor:
+        return (2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw[i])
+
+    def alpha(self, k: int) -> torch.Tensor:
+        return 2.0 * torch.sigmoid(self.alpha_raw[k])
+
+    def kernel(self, i: int = 0) -> torch.Tensor:
+        """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
+        return normalise(self.w[i])
+
+    def weights(self, i):
+        return {"w": normalise(self.w[i]), "tau": self.tau(i), "flux": self.fluxes[i]}
+
+    def step(self, k, u, u_prev, p):
+        return fsi_step(u, u_prev, p["w"], p["tau"], self.alpha(k), p["flux"])
+
+    @torch.no_grad()
+    def stability(self) -> dict[str, float]:
+        return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "tau_bound": 2.0 / self.lipschitz}
+
+
+MODELS: dict[str, type[Denoiser1D]] = {
+    cls.name: cls for cls in (ResNet, SymResNet, DuFortFrankelNet, FSINet)
+}
+
+
+def build_model(name: str, **kwargs) -> Denoiser1D:
+    """Build a denoiser by name; unknown names raise with the list of choices."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](**kwargs)

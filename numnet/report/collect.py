@@ -1,0 +1,63 @@
+"""Run summaries -> one pandas table (the only source of every results table and figure)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["RUN_COLUMNS", "collect", "best_of_seeds"]
+
+RUN_COLUMNS = [
+    "model", "activation", "depth", "channels", "shared", "seed", "params", "val_psnr", "test_psnr",
+    "epochs", "wall_s", "profile", "status", "reason", "run",
+]
+
+
+def _row(path: Path, root: Path) -> dict:
+    s = json.loads(path.read_text())
+    cfg = s.get("config") or {}
+    m = s.get("metrics") or {}
+    model_cfg = cfg.get("model") or {}
+    return {
+        "model": s.get("model", model_cfg.get("name")),
+        "activation": s.get("activation", (cfg.get("activation") or {}).get("name")),
+        "depth": s.get("depth", model_cfg.get("depth")),
+        "channels": s.get("channels", model_cfg.get("channels")),
+        "shared": s.get("shared", model_cfg.get("shared")),
+        "seed": s.get("seed", cfg.get("seed")),
+        "params": s.get("params"),
+        "val_psnr": m.get("val_psnr"),
+        "test_psnr": m.get("test_psnr"),
+        "epochs": s.get("epochs"),
+        "wall_s": s.get("wall_s"),
+        "profile": s.get("profile", (cfg.get("profile") or {}).get("name")),
+        "status": s.get("status", "unknown"),
+        "reason": s.get("reason", ""),
+        "run": str(path.parent.relative_to(root)),
+    }
+
+
+def collect(runs_dir: str | Path) -> pd.DataFrame:
+    """One row per ``summary.json`` below ``runs_dir``, failed runs included (``status``)."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder {str(root)!r} does not exist: run the sweep first")
+    rows = []
+    for path in sorted(root.glob("*/summary.json")):
+        try:
+            rows.append(_row(path, root))
+        except (OSError, ValueError) as exc:
+            rows.append({"run": str(path.parent.relative_to(root)), "status": "unreadable", "reason": str(exc)})
+    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return df.sort_values(["model", "activation", "depth", "seed"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def best_of_seeds(df: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration the completed run with the best validation PSNR (Sec. 7.1.1)."""
+    ok = df[df["status"] == "complete"].copy()
+    if ok.empty:
+        return ok
+    keys = ["model", "activation", "depth", "channels", "shared"]
+    idx = ok.groupby(keys, dropna=False)["val_psnr"].idxmax()
+    return ok.loc[idx].reset_index(drop=True)

@@ -1,0 +1,191 @@
+"""Fig. 5 of the paper from run summaries: ``python -m numnet.report.fig5 results/fig5``.
+
+Writes ``runs.csv`` (every run, failed ones included), ``table.md`` (best of seeds per
+configuration, the classical filters, the paper's findings checked against ours, provenance)
+and ``fig5.png`` (one panel per activation, PSNR against blocks, classical filter as a line).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from numnet.report.collect import best_of_seeds, collect  # noqa: E402
+
+__all__ = ["findings", "write_fig5"]
+
+ARCHS = ["resnet", "symresnet", "dufort_frankel", "fsi"]
+ACTS = ["relu", "charbonnier", "perona_malik"]
+LABELS = {"resnet": "ResNet", "symresnet": "SymResNet", "dufort_frankel": "Du Fort-Frankel", "fsi": "FSI",
+          "relu": "ReLU", "charbonnier": "Charbonnier", "perona_malik": "Perona-Malik", "linear": "linear"}
+
+
+def _val(best: pd.DataFrame, model: str, act: str, depth: int | None = None) -> float | None:
+    sel = best[(best.model == model) & (best.activation == act)]
+    if depth is not None:
+        sel = sel[sel.depth == depth]
+    return None if sel.empty else float(sel.test_psnr.max() if depth is None else sel.test_psnr.iloc[0])
+
+
+def findings(best: pd.DataFrame) -> list[dict]:
+    """The paper's qualitative claims about Fig. 5, each checked on our numbers."""
+    nets = best[best.model != "classical"]
+    out = []
+    dmax = int(nets.depth.max()) if not nets.empty else 0
+    # 1. ranking of activations at the largest depth, per architecture
+    holds, detail = [], []
+    for arch in ARCHS:
+        v = [_val(best, arch, a, dmax) for a in ACTS]
+        if None not in v:
+            holds.append(v[2] > v[1] > v[0])
+            detail.append(f"{LABELS[arch]} {v[0]:.2f} < {v[1]:.2f} < {v[2]:.2f}")
+    out.append({"paper": "Perona-Malik above Charbonnier above ReLU (Fig. 5)",
+                "ours": f"depth {dmax}: " + "; ".join(detail),
+                "holds": bool(holds) and all(holds)})
+    # 2. ReLU only slightly above linear diffusion
+    lin = _val(best, "classical", "linear")
+    relu = nets[nets.activation == "relu"].test_psnr.max() if not nets.empty else None
+    if lin is not None and relu is not None and relu == relu:
+        gap = float(relu) - lin
+        out.append({"paper": "ReLU networks only slightly better than linear diffusion",
+                    "ours": f"best ReLU net {float(relu):.2f} dB vs linear diffusion {lin:.2f} dB (+{gap:.2f} dB)",
+                    "holds": 0 <= gap <= 2.0})
+    # 3. SymResNet, Perona-Malik, 20 blocks >= 36 dB
+    v = _val(best, "symresnet", "perona_malik", 20)
+    if v is not None:
+        out.append({"paper": "SymResNet with Perona-Malik, 20 blocks: at least 36 dB",
+                    "ours": f"{v:.2f} dB", "holds": v >= 36.0})
+    # 4. Du Fort-Frankel and FSI at least as good as SymResNet at few blocks
+    few = sorted(d for d in nets.depth.unique() if d <= 3)
+    for arch in ("dufort_frankel", "fsi"):
+        wins, total, worst = 0, 0, 0.0
+        for a in ACTS:
+            for d in few:
+                x, y = _val(best, arch, a, d), _val(best, "symresnet", a, d)
+                if x is not None and y is not None:
+                    total += 1
+                    wins += x >= y - 0.05
+                    worst = min(worst, x - y)
+        if total:
+            out.append({"paper": f"{LABELS[arch]} at least as good as SymResNet at few blocks (<= 3)",
+                        "ours": f"{wins} of {total} (activation, depth) pairs within 0.05 dB or better; "
+                                f"worst difference {worst:+.2f} dB",
+                        "holds": wins == total})
+    # 5. all close to the classical filter with the same diffusivity
+    detail, holds = [], []
+    for a in ("charbonnier", "perona_malik"):
+        c = _val(best, "classical", a)
+        n = nets[nets.activation == a].test_psnr.max() if not nets.empty else None
+        if c is not None and n is not None and n == n:
+            detail.append(f"{LABELS[a]}: best net {float(n):.2f} vs classical {c:.2f} dB")
+            holds.append(abs(float(n) - c) <= 1.0)
+    if detail:
+        out.append({"paper": "networks close to the classical filter with the same diffusivity (within 1 dB)",
+                    "ours": "; ".join(detail), "holds": all(holds)})
+    return out
+
+
+def _figure(best: pd.DataFrame, path: Path, profile: str) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
+    nets = best[best.model != "classical"]
+    classical_act = {"relu": "linear", "charbonnier": "charbonnier", "perona_malik": "perona_malik"}
+    for ax, act in zip(axes, ACTS):
+        for arch, marker in zip(ARCHS, "osD^"):
+            sel = nets[(nets.model == arch) & (nets.activation == act)].sort_values("depth")
+            if not sel.empty:
+                ax.plot(sel.depth, sel.test_psnr, marker=marker, label=LABELS[arch])
+        c = _val(best, "classical", classical_act[act])
+        if c is not None:
+            ax.axhline(c, color="k", ls="--", lw=1, label=f"classical {LABELS[classical_act[act]]}")
+        ax.set_title(f"{LABELS[act]} activation")
+        ax.set_xlabel("number of blocks")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    axes[0].set_ylabel("test PSNR [dB]")
+    fig.suptitle(f"Fig. 5 reproduction: 1 channel, shared weights (profile: {profile})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_fig5(folder: str | Path) -> pd.DataFrame:
+    """Build ``runs.csv``, ``table.md`` and ``fig5.png`` in ``folder`` from ``folder/runs``."""
+    folder = Path(folder)
+    runs = collect(folder / "runs")
+    if runs.empty:
+        raise FileNotFoundError(f"no run summaries below {folder / 'runs'}: run the sweep first")
+    runs.to_csv(folder / "runs.csv", index=False)
+    best = best_of_seeds(runs)
+    prov_path = folder / "PROVENANCE.json"
+    prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+    profiles = sorted(set(runs.profile.dropna()))
+    profile = ", ".join(profiles)
+    lines = [f"# Fig. 5: denoising quality against depth (1 channel, shared weights)", ""]
+    lines += [f"Profile: **{profile}**. Generated by `python -m numnet.report.fig5` from the run summaries "
+              f"in `runs/` (every run is a row of `runs.csv`). Test PSNR in dB on the test set, data range 255; "
+              f"best of {runs.seed.nunique()} seed(s) by validation PSNR.", ""]
+    if prov:
+        lines += ["## Provenance", ""]
+        for k in ("profile", "dataset", "epochs", "lr", "seeds", "git_commit", "machine", "jobs", "threads",
+                  "sweep_wall_s", "started_utc", "command"):
+            if k in prov:
+                lines.append(f"- {k}: `{json.dumps(prov[k]) if isinstance(prov[k], (dict, list)) else prov[k]}`")
+        lines.append("")
+    failed = runs[runs.status != "complete"]
+    lines += ["## Findings of the paper checked on these runs", "",
+              "| paper's finding (Sec. 7.1.2) | ours | holds |", "|---|---|---|"]
+    for f in findings(best):
+        lines.append(f"| {f['paper']} | {f['ours']} | {'yes' if f['holds'] else '**no**'} |")
+    lines.append("")
+    nets = best[best.model != "classical"]
+    for act in ACTS:
+        sel = nets[nets.activation == act]
+        if sel.empty:
+            continue
+        pivot = sel.pivot_table(index="depth", columns="model", values="test_psnr").reindex(columns=ARCHS)
+        pivot.columns = [LABELS[c] for c in pivot.columns]
+        lines += [f"## {LABELS[act]} activation: test PSNR [dB] by number of blocks", "",
+                  pivot.round(2).to_markdown(), ""]
+    params = nets.pivot_table(index="model", columns="activation", values="params", aggfunc="max")
+    lines += ["## Trainable parameters (independent of depth with shared weights)", "", params.to_markdown(), ""]
+    cl = best[best.model == "classical"]
+    if not cl.empty:
+        lines += ["## Classical diffusion filters (contrast and stopping time chosen on the validation set)", "",
+                  "| diffusivity | test PSNR [dB] | val PSNR [dB] | explicit steps (tau = 0.25) |", "|---|---|---|---|"]
+        for r in cl.itertuples():
+            lines.append(f"| {LABELS.get(r.activation, r.activation)} | {r.test_psnr:.2f} | {r.val_psnr:.2f} | {r.depth} |")
+        lines.append("")
+    lines += ["## Failed runs", ""]
+    if failed.empty:
+        lines.append("None.")
+    else:
+        lines += ["| run | status | reason |", "|---|---|---|"]
+        lines += [f"| {r.run} | {r.status} | {r.reason} |" for r in failed.itertuples()]
+    lines.append("")
+    (folder / "table.md").write_text("\n".join(lines))
+    _figure(best, folder / "fig5.png", profile)
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Build results/fig5 tables and figure from run summaries")
+    ap.add_argument("folder", nargs="?", default="results/fig5")
+    args = ap.parse_args(argv)
+    try:
+        runs = write_fig5(args.folder)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[numnet] wrote {args.folder}/runs.csv ({len(runs)} runs), table.md, fig5.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

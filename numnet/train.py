@@ -1,0 +1,255 @@
+"""Hydra entry point: ``python -m numnet.train [overrides]`` (``-m`` for multirun sweeps).
+
+Each run validates its config before any compute, trains a denoiser with Lightning, tests the
+weights of its best validation epoch and writes ``summary.json`` (atomically) and ``model.pt``
+into its own output folder. A run whose ``summary.json`` is complete is skipped, so an
+interrupted sweep resumes where it stopped. In a multirun a failed run writes a summary marked
+``failed`` with its reason and the sweep goes on.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from numnet.config import CONFIG_DIR, ConfigError, check_writable, register_resolvers, validate  # noqa: E402
+
+log = logging.getLogger("numnet.train")
+register_resolvers()
+
+WEIGHTS_FORMAT = "numnet-weights-v1"
+
+
+@functools.lru_cache(maxsize=4)
+def _splits(n_train: int, n_val: int, n_test: int, seed: int, length: int, sigma: float):
+    from numnet.data.signals import make_splits
+
+    return make_splits(n_train, n_val, n_test, seed, length, sigma)
+
+
+def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """Constructor arguments of the model from the ``model`` and ``activation`` groups."""
+    kw = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+    kw.update(activation=cfg.activation.name, lam=float(cfg.activation.lam))
+    return kw
+
+
+def _loggers(cfg: DictConfig, out_dir: Path, run_name: str):
+    name = cfg.logger.name
+    if name == "none":
+        return []
+    if name == "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        return [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    from pytorch_lightning.loggers import WandbLogger
+
+    tags = [
+        cfg.artefact, cfg.model.name, cfg.activation.name, f"depth={cfg.model.depth}",
+        f"channels={cfg.model.channels}", f"profile={cfg.profile.name}",
+    ]
+    return [
+        WandbLogger(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            group=cfg.artefact,
+            name=run_name,
+            tags=tags,
+            save_dir=str(out_dir),
+            mode=cfg.logger.mode,
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
+    ]
+
+
+def run_name(cfg: DictConfig) -> str:
+    shared = "shared" if cfg.model.shared else "own"
+    return f"{cfg.model.name}-{cfg.activation.name}-d{cfg.model.depth}-c{cfg.model.channels}-{shared}-s{cfg.seed}"
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Train, test and save one configuration into ``out_dir``; returns the summary."""
+    import pytorch_lightning as pl
+    import torch
+
+    from numnet.data.signals import TensorBatches
+    from numnet.metrics import psnr
+    from numnet.models import build_model
+    from numnet.runinfo import atomic_torch_save, provenance
+    from numnet.tasks.denoising import DenoisingTask
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    p, t = cfg.profile, cfg.task
+    data = _splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma))
+    model = build_model(cfg.model.name, **model_kwargs(cfg))
+    task = DenoisingTask(model, lr=float(t.lr), data_range=float(t.data_range))
+    name = run_name(cfg)
+    loggers = _loggers(cfg, out_dir, name)
+    callbacks = []
+    if cfg.trainer.progress_bar:
+        from pytorch_lightning.callbacks import TQDMProgressBar
+
+        refresh = int(cfg.trainer.progress_refresh) or -(-p.n_train // p.batch_size)
+        callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        max_epochs=int(p.max_epochs),
+        check_val_every_n_epoch=int(p.val_every),
+        deterministic=bool(cfg.trainer.deterministic),
+        logger=loggers or False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=bool(cfg.trainer.progress_bar),
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        default_root_dir=str(out_dir),
+    )
+    train_batches = TensorBatches(data["train"], int(p.batch_size), shuffle=True, seed=int(cfg.seed))
+    val_batches = TensorBatches(data["val"], 1000, shuffle=False)
+    test_batches = TensorBatches(data["test"], 1000, shuffle=False)
+    try:
+        trainer.fit(task, train_dataloaders=train_batches, val_dataloaders=val_batches)
+        test_psnr = float(trainer.test(task, dataloaders=test_batches, verbose=False)[0]["test/psnr"])
+        with torch.no_grad():
+            noisy_psnr = float(psnr(data["test"].noisy, data["test"].clean, float(t.data_range)).mean())
+        summary = {
+            "status": "complete",
+            "name": name,
+            "artefact": cfg.artefact,
+            "profile": p.name,
+            "model": cfg.model.name,
+            "activation": cfg.activation.name,
+            "depth": int(cfg.model.depth),
+            "channels": int(cfg.model.channels),
+            "shared": bool(cfg.model.shared),
+            "seed": int(cfg.seed),
+            "params": model.n_params(),
+            "metrics": {
+                "val_psnr": task.best_val,
+                "test_psnr": test_psnr,
+                "noisy_test_psnr": noisy_psnr,
+                "best_epoch": task.best_epoch,
+            },
+            "epochs": int(trainer.current_epoch),
+            "dataset": {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
+                        "length": int(t.length), "sigma": float(t.sigma)},
+            "stability": model.stability(),
+            "history": task.history,
+            "wall_s": round(time.perf_counter() - t0, 3),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "provenance": provenance(),
+        }
+        if cfg.save_weights:
+            atomic_torch_save(
+                {
+                    "format": WEIGHTS_FORMAT,
+                    "model": cfg.model.name,
+                    "kwargs": model_kwargs(cfg),
+                    "state_dict": model.state_dict(),
+                    "summary": {k: summary[k] for k in ("name", "params", "metrics", "dataset", "seed")},
+                },
+                out_dir / "model.pt",
+            )
+        for lg in loggers:
+            if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger":
+                lg.experiment.summary.update({"params": summary["params"], "val/best_psnr": task.best_val,
+                                              "test/psnr": test_psnr, **{f"stability/{k}": v for k, v in
+                                                                         summary["stability"].items()}})
+        return summary
+    finally:
+        if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
+            import wandb
+
+            wandb.finish()
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
+    """Validate, skip if done, train; in a multirun a failure becomes a ``failed`` summary."""
+    from numnet.runinfo import is_complete, provenance, write_json_atomic
+
+    summary_path = out_dir / "summary.json"
+    validate(cfg)
+    check_writable(out_dir)
+    if cfg.skip_completed and is_complete(summary_path):
+        print(f"[numnet] skip {out_dir} (summary complete)", flush=True)
+        return None
+    t0 = time.perf_counter()
+    try:
+        summary = train(cfg, out_dir)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised or reported
+        failed = {
+            "status": "failed",
+            "name": run_name(cfg),
+            "reason": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=8),
+            "wall_s": round(time.perf_counter() - t0, 3),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "provenance": provenance(),
+        }
+        write_json_atomic(summary_path, failed)
+        if _is_multirun():
+            print(f"[numnet] FAILED {run_name(cfg)}: {failed['reason']}", file=sys.stderr, flush=True)
+            return failed
+        raise
+    write_json_atomic(summary_path, summary)
+    m = summary["metrics"]
+    print(
+        f"[numnet] {summary['name']}: test {m['test_psnr']:.2f} dB (val {m['val_psnr']:.2f}, "
+        f"noisy {m['noisy_test_psnr']:.2f}), {summary['params']} params, {summary['epochs']} epochs, "
+        f"{summary['wall_s']:.1f} s",
+        flush=True,
+    )
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = execute(cfg, out_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        if _is_multirun():
+            return None
+        sys.exit(2)
+    if summary and summary.get("status") == "complete":
+        return summary["metrics"]["val_psnr"]
+    return None
+
+
+if __name__ == "__main__":
+    # call the function of the importable module ``numnet.train`` (not of ``__main__``), so that
+    # launchers that pickle the task (joblib, submitit) find it by reference in their workers
+    from numnet.train import main as _main
+
+    _main()

@@ -1,0 +1,97 @@
+"""K and K^T: exact adjointness, agreement with the reference path, the norm bound (Sec. 3.3)."""
+import pytest
+import torch
+
+from numnet.nn.stencil import (
+    apply_k,
+    apply_k_reference,
+    apply_kt,
+    apply_kt_reference,
+    norm_bound,
+    normalise,
+    stencil_matrix,
+)
+
+SHAPES = [(1, 7), (1, 256), (3, 11), (16, 64)]
+
+
+@pytest.mark.parametrize("c,n", SHAPES)
+def test_adjointness(c, n, gen):
+    w = torch.randn(c, c, 3, generator=gen, dtype=torch.float64)
+    u = torch.randn(5, c, n, generator=gen, dtype=torch.float64)
+    v = torch.randn(5, c, n, generator=gen, dtype=torch.float64)
+    lhs = (apply_k(u, w) * v).sum()
+    rhs = (u * apply_kt(v, w)).sum()
+    assert torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("c,n", SHAPES)
+def test_fast_path_equals_reference(c, n, gen):
+    w = torch.randn(c, c, 3, generator=gen, dtype=torch.float64)
+    u = torch.randn(4, c, n, generator=gen, dtype=torch.float64)
+    assert torch.allclose(apply_k(u, w), apply_k_reference(u, w), atol=1e-12)
+    assert torch.allclose(apply_kt(u, w), apply_kt_reference(u, w), atol=1e-12)
+
+
+def test_kt_is_matrix_transpose(gen):
+    w = torch.randn(2, 2, 3, generator=gen, dtype=torch.float64)
+    n = 9
+    m = stencil_matrix(w, n)
+    eye = torch.eye(2 * n, dtype=torch.float64).reshape(2 * n, 2, n)
+    mt = apply_kt(eye, w).reshape(2 * n, -1).T
+    assert torch.allclose(mt, m.T, atol=1e-12)
+
+
+def test_reflecting_boundary_keeps_constants_for_differences():
+    # Neumann boundaries: a difference kernel annihilates constant signals everywhere, boundary included
+    w = torch.tensor([[[0.0, -1.0, 1.0]]], dtype=torch.float64)
+    u = torch.full((1, 1, 10), 3.0, dtype=torch.float64)
+    assert apply_k(u, w).abs().max() == 0
+    # and K^T of anything sums to zero (mass conservation of -K^T Phi(K u))
+    v = torch.randn(1, 1, 10, dtype=torch.float64)
+    assert abs(float(apply_kt(v, w).sum())) < 1e-12
+
+
+def _spectral_norm_power(w: torch.Tensor, n: int, iters: int = 500) -> float:
+    u = torch.randn(1, w.shape[1], n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for _ in range(iters):
+        u = apply_kt(apply_k(u, w), w)
+        u = u / u.norm()
+    return float(apply_k(u, w).norm())
+
+
+@pytest.mark.parametrize("c", [1, 16])
+def test_normalised_norm_at_most_one_power_iteration(c, gen):
+    for trial in range(5):
+        w = torch.empty(c, c, 3, dtype=torch.float64).uniform_(-0.1, 0.1, generator=gen)
+        wn = normalise(w)
+        for n in (3, 16, 128):
+            est = _spectral_norm_power(wn, n)
+            assert est <= 1.0 + 1e-9
+            exact = float(torch.linalg.matrix_norm(stencil_matrix(wn, n), 2)) if c * n <= 512 else est
+            assert exact <= 1.0 + 1e-9
+            assert abs(est - exact) < 1e-3 * max(exact, 1e-6) or c * n > 512
+
+
+def test_bound_is_tight_for_difference_kernels():
+    # for the forward difference the bound equals the Gershgorin row sum 2, and ||K||_2 -> 2
+    w = torch.tensor([[[0.0, -1.0, 1.0]]], dtype=torch.float64)
+    assert float(norm_bound(w)) == pytest.approx(2.0)
+    assert _spectral_norm_power(w, 256) == pytest.approx(2.0, abs=1e-3)
+
+
+def test_row_sum_alone_fails_at_reflecting_boundary():
+    # why the module does not use the paper's row sum: u_0 is duplicated by the ghost cell
+    w = torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64)
+    true_norm = float(torch.linalg.matrix_norm(stencil_matrix(w, 12), 2))
+    assert true_norm > 1.4
+    assert float(norm_bound(w)) >= true_norm - 1e-12
+
+
+def test_gradcheck_operators():
+    w = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(2, 2, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: apply_kt(apply_k(a, b), b), (u, w))
+    w1 = torch.randn(1, 1, 3, dtype=torch.float64, requires_grad=True)
+    u1 = torch.randn(2, 1, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: apply_kt(apply_k(a, normalise(b)), normalise(b)), (u1, w1))
