@@ -29,7 +29,6 @@ from numnet.config import CONFIG_DIR, ConfigError, check_writable, register_reso
 log = logging.getLogger("numnet.train")
 register_resolvers()
 
-WEIGHTS_FORMAT = "numnet-weights-v1"
 
 
 @functools.lru_cache(maxsize=4)
@@ -79,18 +78,29 @@ def run_name(cfg: DictConfig) -> str:
     return f"{cfg.model.name}-{cfg.activation.name}-d{cfg.model.depth}-c{cfg.model.channels}-{shared}-s{cfg.seed}"
 
 
+def _quiet_lightning() -> None:
+    """Drop Lightning's advertising tips and deprecation chatter; real warnings stay."""
+    import warnings
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Train, test and save one configuration into ``out_dir``; returns the summary."""
     import pytorch_lightning as pl
     import torch
 
     from numnet.data.signals import TensorBatches
+    from numnet.evaluate import WEIGHTS_FORMAT
     from numnet.metrics import psnr
     from numnet.models import build_model
     from numnet.runinfo import atomic_torch_save, provenance
     from numnet.tasks.denoising import DenoisingTask
 
     t0 = time.perf_counter()
+    _quiet_lightning()
     torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     p, t = cfg.profile, cfg.task
@@ -101,10 +111,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     loggers = _loggers(cfg, out_dir, name)
     callbacks = []
     if cfg.trainer.progress_bar:
-        from pytorch_lightning.callbacks import TQDMProgressBar
+        from numnet.tasks.progress import EpochProgressBar
 
         refresh = int(cfg.trainer.progress_refresh) or -(-p.n_train // p.batch_size)
-        callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+        callbacks.append(EpochProgressBar(refresh_rate=refresh))
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,

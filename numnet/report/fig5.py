@@ -27,6 +27,46 @@ LABELS = {"resnet": "ResNet", "symresnet": "SymResNet", "dufort_frankel": "Du Fo
           "relu": "ReLU", "charbonnier": "Charbonnier", "perona_malik": "Perona-Malik", "linear": "linear"}
 
 
+#: numbers the paper prints for this setting (1 channel, shared weights); Sec. 7.1.4 quotes the
+#: shared-weight SymResNet with Perona-Malik activation and 7 blocks as its Fig. 5-type baseline
+PAPER_NUMBERS = [
+    {"model": "symresnet", "activation": "perona_malik", "depth": 7, "paper_test_psnr": 36.51,
+     "source": "Sec. 7.1.4 (shared weights, 1 channel)"},
+]
+
+
+def anomalies(best: pd.DataFrame, drop_db: float = 1.0) -> list[str]:
+    """Runs more than ``drop_db`` below a shallower run of the same model and activation.
+
+    With shared weights a deeper network can represent every shallower one (up to the
+    stability constraints), so such a drop is a training failure, not a property of the
+    architecture; the paper's best-of-seeds protocol is meant to remove those.
+    """
+    out = []
+    nets = best[best.model != "classical"]
+    for (model, act), grp in nets.groupby(["model", "activation"]):
+        grp = grp.sort_values("depth")
+        running = -float("inf")
+        for r in grp.itertuples():
+            if r.test_psnr < running - drop_db:
+                out.append(f"{LABELS.get(model, model)} / {LABELS.get(act, act)} at depth {r.depth}: "
+                           f"{r.test_psnr:.2f} dB, {running - r.test_psnr:.2f} dB below a shallower run")
+            running = max(running, r.test_psnr)
+    return out
+
+
+def paper_comparison(best: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for p in PAPER_NUMBERS:
+        ours = _val(best, p["model"], p["activation"], p["depth"])
+        rows.append({"setting": f"{LABELS[p['model']]}, {LABELS[p['activation']]}, {p['depth']} blocks",
+                     "paper's test PSNR [dB]": p["paper_test_psnr"],
+                     "ours [dB]": None if ours is None else round(ours, 2),
+                     "ours - paper [dB]": None if ours is None else round(ours - p["paper_test_psnr"], 2),
+                     "paper's source": p["source"]})
+    return pd.DataFrame(rows)
+
+
 def _val(best: pd.DataFrame, model: str, act: str, depth: int | None = None) -> float | None:
     sel = best[(best.model == model) & (best.activation == act)]
     if depth is not None:
@@ -138,11 +178,29 @@ def write_fig5(folder: str | Path) -> pd.DataFrame:
             if k in prov:
                 lines.append(f"- {k}: `{json.dumps(prov[k]) if isinstance(prov[k], (dict, list)) else prov[k]}`")
         lines.append("")
+    if profile != "paper":
+        lines += ["## How far this profile is from the paper's protocol", "",
+                  f"Profile `{profile}` is a smaller compute profile, not the paper's protocol "
+                  "(10000 / 1000 / 1000 signals, up to 2000 epochs at learning rate 1e-3, best of several "
+                  "initialisations). Fewer optimisation steps leave the deeper networks short of convergence "
+                  "(the contrast parameter still drifts towards its optimum), so the absolute PSNR values sit "
+                  "below what the full protocol reaches, and single-seed failures are not filtered out. "
+                  "`make reproduce-fig5 PROFILE=paper` runs the paper's protocol.", ""]
     failed = runs[runs.status != "complete"]
     lines += ["## Findings of the paper checked on these runs", "",
               "| paper's finding (Sec. 7.1.2) | ours | holds |", "|---|---|---|"]
     for f in findings(best):
         lines.append(f"| {f['paper']} | {f['ours']} | {'yes' if f['holds'] else '**no**'} |")
+    lines.append("")
+    lines += ["## Against the paper's printed numbers", "",
+              "The paper prints Fig. 5 as curves only; this is the number it quotes for the same setting.", "",
+              paper_comparison(best).to_markdown(index=False), ""]
+    odd = anomalies(best)
+    lines += ["## Anomalies (training failures, not hidden)", ""]
+    lines += [f"- {a}" for a in odd] if odd else ["None: PSNR never falls more than 1 dB with depth."]
+    if odd and runs.seed.nunique() == 1:
+        lines += ["", "This profile trains one seed per configuration; the paper keeps the best of several "
+                  "initialisations (`PROFILE=paper` does the same), which is what removes such failures."]
     lines.append("")
     nets = best[best.model != "classical"]
     for act in ACTS:
@@ -153,8 +211,10 @@ def write_fig5(folder: str | Path) -> pd.DataFrame:
         pivot.columns = [LABELS[c] for c in pivot.columns]
         lines += [f"## {LABELS[act]} activation: test PSNR [dB] by number of blocks", "",
                   pivot.round(2).to_markdown(), ""]
-    params = nets.pivot_table(index="model", columns="activation", values="params", aggfunc="max")
-    lines += ["## Trainable parameters (independent of depth with shared weights)", "", params.to_markdown(), ""]
+    params = nets.pivot_table(index=["model", "activation"], columns="depth", values="params").astype("Int64")
+    params.index = [f"{LABELS[m]} / {LABELS[a]}" for m, a in params.index]
+    lines += ["## Trainable parameters (counted from the models; shared weights, so only FSI's per-block "
+              "extrapolation weights grow with depth)", "", params.to_markdown(), ""]
     cl = best[best.model == "classical"]
     if not cl.empty:
         lines += ["## Classical diffusion filters (contrast and stopping time chosen on the validation set)", "",

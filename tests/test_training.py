@@ -1,0 +1,130 @@
+"""Training runs: summaries, weights, re-evaluation, resume, failures, CLI runs and multiruns."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from numnet.config import CONFIG_DIR, register_resolvers
+from numnet.evaluate import CheckpointError, evaluate, load_model
+from numnet.evaluate import main as evaluate_main
+from numnet.runinfo import read_summary
+from numnet.train import execute
+
+register_resolvers()
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _cfg(*overrides):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=["profile=smoke", "logger=none", "trainer.progress_bar=false", *overrides])
+
+
+def test_smoke_training_writes_summary_and_weights(tmp_path):
+    cfg = _cfg("model=fsi", "activation=perona_malik", "model.depth=3")
+    summary = execute(cfg, tmp_path)
+    on_disk = read_summary(tmp_path / "summary.json")
+    assert on_disk["status"] == "complete" and summary["name"] == on_disk["name"]
+    for key in ("config", "seed", "params", "metrics", "epochs", "wall_s", "provenance"):
+        assert key in on_disk
+    assert on_disk["params"] == 3 + 1 + 1 + 3
+    assert on_disk["epochs"] == 2 and len(on_disk["history"]) == 2
+    assert on_disk["provenance"]["git_commit"]
+    assert 0 < on_disk["metrics"]["test_psnr"] < 60
+    # stored weights reproduce the stored test PSNR on a regenerated test set
+    model, rec = load_model(tmp_path)
+    res = evaluate(model, seed=cfg.task.data_seed, n=cfg.profile.n_test)
+    assert res["test_psnr"] == pytest.approx(on_disk["metrics"]["test_psnr"], abs=1e-4)
+
+
+def test_training_improves_over_noisy_input(tmp_path):
+    cfg = _cfg("model=symresnet", "activation=perona_malik", "model.depth=5", "profile.n_train=256",
+               "profile.max_epochs=6", "profile.lr=1e-2")
+    s = execute(cfg, tmp_path)
+    assert s["metrics"]["test_psnr"] > s["metrics"]["noisy_test_psnr"] + 2.0
+
+
+def test_completed_run_is_skipped(tmp_path, capsys):
+    cfg = _cfg("model.depth=1")
+    execute(cfg, tmp_path)
+    before = (tmp_path / "summary.json").read_text()
+    assert execute(cfg, tmp_path) is None
+    assert "skip" in capsys.readouterr().out
+    assert (tmp_path / "summary.json").read_text() == before
+
+
+def test_diverging_run_leaves_failed_summary(tmp_path, monkeypatch):
+    from numnet.tasks.denoising import DenoisingTask
+
+    def nan_step(self, batch, batch_idx):
+        out = self.model(batch[0]).sum() * float("nan")
+        self._train_sum, self._train_n = out.detach(), 1
+        return out
+
+    monkeypatch.setattr(DenoisingTask, "training_step", nan_step)
+    with pytest.raises(FloatingPointError):
+        execute(_cfg("model.depth=1"), tmp_path)
+    s = read_summary(tmp_path / "summary.json")
+    assert s["status"] == "failed" and "FloatingPointError" in s["reason"]
+
+
+def test_evaluate_rejects_missing_and_corrupt_weights(tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="no weights"):
+        load_model(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_model(tmp_path)
+    assert evaluate_main([str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
+    torch.save({"format": "other"}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="not a numnet weights file"):
+        load_model(tmp_path)
+
+
+def _cli(*args, env_extra=None, timeout=600):
+    env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_bad_input_fails_before_compute(tmp_path):
+    r = _cli("numnet.train", "model.depth=0", "profile=smoke", "logger=none", f"output_root={tmp_path}")
+    assert r.returncode == 2
+    assert "model.depth must be an integer >= 1" in r.stderr
+    assert not list(tmp_path.rglob("summary.json"))
+    r = _cli("numnet.train", "model=densenet", "profile=smoke", f"output_root={tmp_path}")
+    assert r.returncode != 0 and "symresnet" in (r.stderr + r.stdout)
+
+
+@pytest.mark.slow
+def test_cli_multirun_writes_every_summary(tmp_path):
+    r = _cli("numnet.train", "-m", "model=resnet,dufort_frankel", "activation=relu,perona_malik", "model.depth=1,3",
+             "profile=smoke", "logger=none", "trainer.progress_bar=false", f"output_root={tmp_path}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summaries = sorted(tmp_path.rglob("summary.json"))
+    assert len(summaries) == 8
+    names = {json.loads(p.read_text())["name"] for p in summaries}
+    assert "dufort_frankel-perona_malik-d3-c1-shared-s0" in names
+    assert all(json.loads(p.read_text())["status"] == "complete" for p in summaries)
+    assert all((p.parent / "model.pt").is_file() for p in summaries)
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_records_metrics(tmp_path):
+    r = _cli("numnet.train", "profile=smoke", "logger=wandb", "trainer.progress_bar=false", "model.depth=2",
+             f"output_root={tmp_path}", env_extra={"WANDB_MODE": "offline"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list(tmp_path.rglob("offline-run-*"))
+    assert len(runs) == 1
+    from numnet.report.wandb_offline import read_offline_run
+
+    rec = read_offline_run(runs[0])
+    keys = set().union(*[h.keys() for h in rec["history"]])
+    assert {"train/loss", "val/psnr", "test/psnr"} <= keys
+    assert rec["config"]["model"]["name"] == "symresnet"
+    assert rec["summary"]["params"] == 5
