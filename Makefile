@@ -16,7 +16,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 report-fig5 wandb-sync clean
+.PHONY: help install test reproduce-fig5 report-fig5 reproduce-fig2 reproduce-theory report reproduce-all wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(PROFILE) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
@@ -41,6 +41,19 @@ reproduce-fig5: $(STAMP) ## Fig. 5 into results/fig5 (PROFILE=quick|paper, JOBS,
 
 report-fig5: $(STAMP) ## rebuild results/fig5 tables and figure from the stored run summaries
 	$(PY) -m numnet.report.fig5 $(RESULTS)/fig5
+
+reproduce-fig2: $(STAMP) ## Fig. 2 (activations and diffusivities) into results/fig2
+	$(PY) scripts/reproduce_fig2.py --results $(RESULTS)
+
+reproduce-theory: $(STAMP) ## Theorem 2, Appendix A, FSI super step, FAS convergence into results/theory (~1 min)
+	$(PY) scripts/reproduce_theory.py --results $(RESULTS)
+
+report: $(STAMP) ## results/REPORT.md from the committed results (one row per paper artefact)
+	$(PY) -m numnet.report.overview $(RESULTS)
+
+reproduce-all: ## every artefact on PROFILE, then the report
+	$(MAKE) reproduce-fig2 reproduce-theory reproduce-fig5
+	$(MAKE) report
 
 wandb-sync: $(STAMP) ## upload offline wandb runs (needs `wandb login` and a network)
 	@runs=$$(find $(RESULTS) outputs -type d -name 'offline-run-*' 2>/dev/null); \

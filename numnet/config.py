@@ -44,6 +44,9 @@ def validate(cfg: DictConfig) -> None:
         v = _num(cfg, key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
+    if "inner_steps" in m and (isinstance(m.inner_steps, bool) or not isinstance(m.inner_steps, int)
+                               or m.inner_steps < 1):
+        raise ConfigError(f"model.inner_steps must be an integer >= 1, got {m.inner_steps!r}")
     if not isinstance(m.shared, bool):
         raise ConfigError(f"model.shared must be true or false, got {m.shared!r}")
     if not a.lam > 0:
@@ -61,6 +64,10 @@ def validate(cfg: DictConfig) -> None:
         if m.name == "dufort_frankel":
             if not m.tau_init > 0:
                 raise ConfigError(f"model.tau_init must be > 0, got {m.tau_init}")
+        elif m.name == "implicit":
+            if not 0 < m.tau_init < 1 / lip:
+                raise ConfigError(f"model.tau_init must lie in (0, 1/L) = (0, {1 / lip:g}) for a contraction "
+                                  f"(Sec. 4.3), got {m.tau_init}")
         elif not 0 < m.tau_init < 2 / lip:
             raise ConfigError(f"model.tau_init must lie in (0, 2/L) = (0, {2 / lip:g}) (Eq. 14), got {m.tau_init}")
     if "alpha_init" in m:

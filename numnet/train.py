@@ -177,16 +177,43 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 out_dir / "model.pt",
             )
         for lg in loggers:
-            if hasattr(lg, "experiment") and lg.__class__.__name__ == "WandbLogger":
-                lg.experiment.summary.update({"params": summary["params"], "val/best_psnr": task.best_val,
-                                              "test/psnr": test_psnr, **{f"stability/{k}": v for k, v in
-                                                                         summary["stability"].items()}})
+            if lg.__class__.__name__ == "WandbLogger":
+                _log_wandb_extras(lg, model, data["test"], summary)
         return summary
     finally:
         if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
             import wandb
 
             wandb.finish()
+
+
+def _log_wandb_extras(logger, model, test, summary: dict) -> None:
+    """Parameter count, stability quantities, a test signal plot and the learned kernels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    with torch.no_grad():
+        out = model(test.noisy[:1])
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.plot(test.noisy[0, 0].numpy(), lw=0.8, color="0.6", label="noisy")
+    ax.plot(test.clean[0, 0].numpy(), lw=1.2, color="k", label="clean")
+    ax.plot(out[0, 0].numpy(), lw=1.2, color="C3", label="denoised")
+    ax.legend(fontsize=8)
+    ax.set_title(summary["name"])
+    fig.tight_layout()
+    logger.log_image(key="test/signal", images=[fig])
+    plt.close(fig)
+    columns, rows = model.kernel_table()
+    logger.log_table(key="kernels", columns=columns, data=rows)
+    logger.experiment.summary.update({
+        "params": summary["params"],
+        "val/best_psnr": summary["metrics"]["val_psnr"],
+        "test/psnr": summary["metrics"]["test_psnr"],
+        **{f"stability/{k}": v for k, v in summary["stability"].items()},
+    })
 
 
 def _is_multirun() -> bool:

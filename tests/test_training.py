@@ -125,6 +125,41 @@ def test_wandb_offline_run_records_metrics(tmp_path):
 
     rec = read_offline_run(runs[0])
     keys = set().union(*[h.keys() for h in rec["history"]])
-    assert {"train/loss", "val/psnr", "test/psnr"} <= keys
+    assert {"train/loss", "val/psnr", "test/psnr", "test/signal", "kernels"} <= keys
+    per_epoch = [h["val/psnr"] for h in rec["history"] if "val/psnr" in h]
+    assert len(per_epoch) == 2  # smoke profile: 2 epochs, logged once per epoch
     assert rec["config"]["model"]["name"] == "symresnet"
+    assert rec["config"]["model"]["depth"] == 2
     assert rec["summary"]["params"] == 5
+    assert 0 < rec["summary"]["stability/norm_K"] <= 1.0 + 1e-6
+    assert rec["summary"]["stability/tau"] <= rec["summary"]["stability/tau_bound"]
+    assert rec["group"] == "adhoc"
+    assert {"symresnet", "perona_malik", "depth=2", "channels=1", "profile=smoke"} <= set(rec["tags"])
+
+
+@pytest.mark.parametrize("override,choice", [("profile=nope", "quick"), ("experiment=fig99", "fig5"),
+                                             ("activation=tanh", "perona_malik")])
+def test_unknown_group_names_list_the_choices(tmp_path, override, choice):
+    r = _cli("numnet.train", override, "logger=none", f"output_root={tmp_path}")
+    assert r.returncode != 0
+    assert choice in r.stderr + r.stdout
+    assert not list(tmp_path.rglob("summary.json"))
+
+
+def test_unwritable_results_folder_is_reported_before_compute(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    r = subprocess.run([sys.executable, "scripts/reproduce_fig5.py", "--profile", "smoke", "--results", str(blocker / "r")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ, WANDB_MODE="disabled"))
+    assert r.returncode == 2
+    assert "cannot be written" in r.stderr and "classical" not in r.stdout
+    r = subprocess.run([sys.executable, "scripts/reproduce_fig5.py", "--profile", "huge"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "quick" in r.stderr
+
+
+def test_report_on_missing_results_folder_fails_clearly(tmp_path, capsys):
+    from numnet.report.fig5 import main as report_main
+
+    assert report_main([str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -24,9 +24,9 @@ from torch import nn
 
 from numnet.nn.activations import Flux, build_flux
 from numnet.nn.blocks import diffusion_step, dufort_frankel_step, fsi_step, resnet_step
-from numnet.nn.stencil import normalise
+from numnet.nn.stencil import normalise, spectral_norm
 
-__all__ = ["Denoiser1D", "ResNet", "SymResNet", "DuFortFrankelNet", "FSINet", "MODELS", "build_model"]
+__all__ = ["Denoiser1D", "ResNet", "SymResNet", "DuFortFrankelNet", "FSINet"]
 
 
 def _inv_sigmoid(p: float) -> float:
@@ -127,6 +127,21 @@ class Denoiser1D(nn.Module):
         """Quantities of the stability theory for logging (first weight set)."""
         return {"lipschitz": self.lipschitz}
 
+    @torch.no_grad()
+    def kernel_table(self, max_rows: int = 64) -> tuple[list[str], list[list]]:
+        """Learned kernels as table rows ``(block set, name, out, in, w_-1, w_0, w_+1)``; the kernels the
+        blocks apply (normalised where the architecture normalises)."""
+        rows = []
+        for i in range(self.n_sets):
+            for name, w in self.applied_kernels(i).items():
+                for a in range(w.shape[0]):
+                    for b in range(w.shape[1]):
+                        rows.append([i, name, a, b, *[round(float(x), 6) for x in w[a, b]]])
+        return ["set", "kernel", "out", "in", "w_-1", "w_0", "w_+1"], rows[:max_rows]
+
+    def applied_kernels(self, i: int) -> dict[str, torch.Tensor]:
+        return {"k": normalise(self.w[i])}
+
 
 class ResNet(Denoiser1D):
     """Standard ResNet, Eq. (6) with ``sigma_2 = Id``: two free kernels and two biases per block."""
@@ -139,6 +154,13 @@ class ResNet(Denoiser1D):
         self.w2 = self._kernels()
         self.b1 = nn.Parameter(torch.zeros(self.n_sets, self.channels))
         self.b2 = nn.Parameter(torch.zeros(self.n_sets, self.channels))
+
+    def applied_kernels(self, i):
+        return {"k1": self.w1[i], "k2": self.w2[i]}
+
+    @torch.no_grad()
+    def stability(self) -> dict[str, float]:
+        return {"lipschitz": self.lipschitz, "norm_W1": spectral_norm(self.w1[0]), "norm_W2": spectral_norm(self.w2[0])}
 
     def weights(self, i):
         return {"w1": self.w1[i], "b1": self.b1[i], "w2": self.w2[i], "b2": self.b2[i], "act": self.fluxes[i]}
@@ -175,7 +197,8 @@ class SymResNet(Denoiser1D):
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
-        return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "tau_bound": 2.0 / self.lipschitz}
+        return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "tau_bound": 2.0 / self.lipschitz,
+                "norm_K": spectral_norm(self.kernel(0))}
 
 
 class DuFortFrankelNet(Denoiser1D):
@@ -217,6 +240,7 @@ class DuFortFrankelNet(Denoiser1D):
             "tau": float(self.tau(0)),
             "alpha": float(self.alpha(0)),
             "alpha_bound": self.lipschitz / 4.0,
+            "norm_K": spectral_norm(self.kernel(0)),
         }
 
 
@@ -254,16 +278,5 @@ class FSINet(Denoiser1D):
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
-        return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "tau_bound": 2.0 / self.lipschitz}
-
-
-MODELS: dict[str, type[Denoiser1D]] = {
-    cls.name: cls for cls in (ResNet, SymResNet, DuFortFrankelNet, FSINet)
-}
-
-
-def build_model(name: str, **kwargs) -> Denoiser1D:
-    """Build a denoiser by name; unknown names raise with the list of choices."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](**kwargs)
+        return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "tau_bound": 2.0 / self.lipschitz,
+                "norm_K": spectral_norm(self.kernel(0))}

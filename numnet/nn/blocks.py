@@ -20,6 +20,7 @@ __all__ = [
     "dufort_frankel_step",
     "fsi_step",
     "dufort_frankel_weights",
+    "implicit_step",
 ]
 
 
@@ -75,3 +76,16 @@ def fsi_step(
     r"""One fast semi-iterative step, Eq. (21):
     :math:`\alpha_\ell\,(u - \tau K^\top\Phi(K u)) + (1-\alpha_\ell)\,u^{\mathrm{prev}}`."""
     return alpha * diffusion_step(u, w, tau, flux) + (1.0 - alpha) * u_prev
+
+
+def implicit_step(u: torch.Tensor, w: torch.Tensor, tau: torch.Tensor | float, flux: Act, iterations: int) -> torch.Tensor:
+    r"""Implicit step, Eq. (22), by ``iterations`` fixed-point iterations, Eq. (23):
+    :math:`v \leftarrow u^k - \tau K^\top \Phi(K v)`, starting from :math:`v = u^k`.
+
+    Every iterate reconnects to :math:`u^k` (the recurrent skip connection of Sec. 4.3). The map
+    contracts, and the iteration converges to the solution of Eq. (22), when
+    :math:`\tau L \|K\|_2^2 < 1`."""
+    v = u
+    for _ in range(iterations):
+        v = u - tau * apply_kt(flux(apply_k(v, w)), w)
+    return v

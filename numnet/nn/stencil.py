@@ -50,6 +50,7 @@ __all__ = [
     "norm_bound",
     "normalise",
     "stencil_matrix",
+    "spectral_norm",
 ]
 
 
@@ -121,3 +122,14 @@ def stencil_matrix(w: torch.Tensor, n: int) -> torch.Tensor:
     c = w.shape[1]
     eye = torch.eye(c * n, dtype=w.dtype).reshape(c * n, c, n)
     return apply_k_reference(eye, w).reshape(c * n, -1).T
+
+
+@torch.no_grad()
+def spectral_norm(w: torch.Tensor, n: int = 256, iters: int = 100) -> float:
+    """``||K||_2`` on signals of length ``n`` by power iteration on ``K^T K`` (deterministic start)."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(1, w.shape[1], n, generator=g, dtype=w.dtype)
+    for _ in range(iters):
+        u = apply_kt(apply_k(u, w), w)
+        u = u / u.norm().clamp_min(1e-30)
+    return float(apply_k(u, w).norm())

@@ -45,13 +45,18 @@ def _records(data: bytes):
 
 
 def _items(items) -> dict[str, Any]:
-    out = {}
+    """Items to a dict; nested keys (images, tables: ``["test/signal", "width"]``) become nested dicts."""
+    out: dict[str, Any] = {}
     for it in items:
-        key = it.key or "/".join(it.nested_key)
+        path = [it.key] if it.key else list(it.nested_key)
         try:
-            out[key] = json.loads(it.value_json)
+            value = json.loads(it.value_json)
         except ValueError:
-            out[key] = it.value_json
+            value = it.value_json
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
     return out
 
 

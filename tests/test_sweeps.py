@@ -1,0 +1,79 @@
+"""Sweeps survive faults: a killed sweep resumes without redoing finished runs; a diverging run is
+recorded as failed and the sweep goes on; a small sweep runs through the submitit launcher."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from numnet.report.collect import collect
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _cmd(sweep_dir, *overrides):
+    return [sys.executable, "-m", "numnet.train", "-m", "profile=smoke", "logger=none", "trainer.progress_bar=false",
+            f"hydra.sweep.dir={sweep_dir}", *overrides]
+
+
+def _env():
+    return dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+
+
+def _summaries(d: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in d.glob("*/summary.json")}
+
+
+def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    depths = "model.depth=1,2,3,4,5,6"
+    proc = subprocess.Popen(_cmd(sweep, depths, "profile.max_epochs=3"), cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(_summaries(sweep)) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _summaries(sweep)
+    assert 2 <= len(before) < 6, "the sweep must be killed part-way"
+    assert all(s["status"] == "complete" for s in before.values())  # atomic: no half-written summary
+    stamps = {name: (sweep / name / "summary.json").stat().st_mtime_ns for name in before}
+    r = subprocess.run(_cmd(sweep, depths, "profile.max_epochs=3"), cwd=REPO, env=_env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = _summaries(sweep)
+    assert len(after) == 6 and all(s["status"] == "complete" for s in after.values())
+    for name, stamp in stamps.items():  # finished runs were skipped, not redone
+        assert (sweep / name / "summary.json").stat().st_mtime_ns == stamp
+    assert r.stdout.count("skip") >= len(before)
+    table = collect(sweep)
+    assert len(table) == 6 and table["depth"].is_unique  # each configuration once
+
+
+def test_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = subprocess.run(_cmd(sweep, "model=resnet", "activation=relu", "profile.lr=1e12", "model.depth=1,20",
+                            "profile.max_epochs=3"),
+                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = _summaries(sweep)
+    assert len(s) == 2
+    failed = [v for v in s.values() if v["status"] == "failed"]
+    assert failed and all("FloatingPointError" in v["reason"] or "nan" in v["reason"].lower() for v in failed)
+    table = collect(sweep)
+    assert set(table.status) >= {"failed"}  # the table lists the failed run instead of hiding it
+
+
+def test_submitit_local_launcher_runs_a_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = subprocess.run(_cmd(sweep, "hydra/launcher=submitit_local_numnet", "model=symresnet,fsi", "model.depth=2"),
+                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = _summaries(sweep)
+    assert len(s) == 2 and all(v["status"] == "complete" for v in s.values())
+    assert (sweep / ".submitit").is_dir()
