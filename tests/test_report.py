@@ -1,0 +1,67 @@
+"""Reports are built from run summaries and results folders only; missing artefacts are said to be missing."""
+import json
+from pathlib import Path
+
+import pytest
+
+from numnet.report.collect import best_of_seeds, collect
+from numnet.report.fig5 import anomalies, findings, write_fig5
+from numnet.report.overview import build_report
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _summary(folder: Path, model, act, depth, seed, val, test, status="complete"):
+    folder.mkdir(parents=True)
+    s = {"status": status, "model": model, "activation": act, "depth": depth, "channels": 1, "shared": True,
+         "seed": seed, "params": 5, "metrics": {"val_psnr": val, "test_psnr": test}, "epochs": 2, "wall_s": 1.0,
+         "profile": "smoke"}
+    if status != "complete":
+        s = {"status": status, "reason": "FloatingPointError: training loss is nan",
+             "config": {"model": {"name": model, "depth": depth}, "activation": {"name": act}, "seed": seed}}
+    (folder / "summary.json").write_text(json.dumps(s))
+
+
+def test_best_of_seeds_picks_validation_best_and_failed_runs_stay_listed(tmp_path):
+    runs = tmp_path / "fig5" / "runs"
+    _summary(runs / "a", "symresnet", "perona_malik", 3, 0, 30.0, 31.0)
+    _summary(runs / "b", "symresnet", "perona_malik", 3, 1, 32.0, 30.5)
+    _summary(runs / "c", "symresnet", "perona_malik", 5, 0, 0, 0, status="failed")
+    df = collect(runs)
+    assert len(df) == 3 and (df.status == "failed").sum() == 1
+    best = best_of_seeds(df)
+    assert len(best) == 1 and best.iloc[0].seed == 1  # chosen by validation, not by test
+    write_fig5(tmp_path / "fig5")
+    table = (tmp_path / "fig5" / "table.md").read_text()
+    assert "## Failed runs" in table and "FloatingPointError" in table
+    assert (tmp_path / "fig5" / "fig5.png").stat().st_size > 0
+
+
+def test_anomalies_flag_a_deeper_run_that_collapsed(tmp_path):
+    runs = tmp_path / "runs"
+    _summary(runs / "a", "fsi", "relu", 3, 0, 32.0, 32.0)
+    _summary(runs / "b", "fsi", "relu", 10, 0, 28.0, 28.0)
+    assert anomalies(best_of_seeds(collect(runs)))
+
+
+def test_findings_can_fail(tmp_path):
+    runs = tmp_path / "runs"
+    for act, v in (("relu", 36.0), ("charbonnier", 33.0), ("perona_malik", 32.0)):  # reversed ranking
+        _summary(runs / act, "symresnet", act, 20, 0, v, v)
+    rows = {f["paper"]: f["holds"] for f in findings(best_of_seeds(collect(runs)))}
+    assert rows["Perona-Malik above Charbonnier above ReLU (Fig. 5)"] is False
+    assert rows["SymResNet with Perona-Malik, 20 blocks: at least 36 dB"] is False
+
+
+def test_overview_of_committed_results():
+    if not (REPO / "results" / "fig5" / "runs").is_dir():
+        pytest.skip("no committed Fig. 5 results")
+    text = build_report(REPO / "results")
+    assert "| Fig. 5 |" in text and "| Fig. 2 |" in text
+    assert "not reproduced yet" in text  # Fig. 6 / 7 / 9 are not filled in
+    assert "36.51" not in text.split("| Fig. 5 |")[1].split("\n")[0]  # no paper number in our column
+
+
+def test_overview_needs_a_results_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        build_report(tmp_path / "missing")
