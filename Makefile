@@ -16,7 +16,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 report-fig5 reproduce-fig2 reproduce-theory report reproduce-all wandb-sync clean
+.PHONY: help install test reproduce-fig5 report-fig5 reproduce-fig2 reproduce-theory report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(PROFILE) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
@@ -47,6 +47,9 @@ reproduce-fig2: $(STAMP) ## Fig. 2 (activations and diffusivities) into results/
 
 reproduce-theory: $(STAMP) ## Theorem 2, Appendix A, FSI super step, FAS convergence into results/theory (~1 min)
 	$(PY) scripts/reproduce_theory.py --results $(RESULTS)
+
+bench: $(STAMP) ## training-speed benchmark into results/bench (ratios against a naive baseline, same run)
+	$(PY) scripts/bench.py --results $(RESULTS) --threads $(THREADS)
 
 report: $(STAMP) ## results/REPORT.md from the committed results (one row per paper artefact)
 	$(PY) -m numnet.report.overview $(RESULTS)

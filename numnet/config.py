@@ -40,7 +40,8 @@ def validate(cfg: DictConfig) -> None:
     if a.name not in FLUXES or a.name == "linear":
         raise ConfigError(f"activation={a.name!r} is unknown; choose one of {choices('activation')}")
     for key in ("model.depth", "model.channels", "profile.n_train", "profile.n_val", "profile.n_test",
-                "profile.batch_size", "profile.max_epochs", "profile.val_every", "threads"):
+                "profile.batch_size", "profile.max_epochs", "profile.val_every", "threads",
+                "trainer.steps_per_batch"):
         v = _num(cfg, key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")

@@ -106,14 +106,15 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     p, t = cfg.profile, cfg.task
     data = _splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma))
     model = build_model(cfg.model.name, **model_kwargs(cfg))
-    task = DenoisingTask(model, lr=float(t.lr), data_range=float(t.data_range))
+    task = DenoisingTask(model, lr=float(t.lr), data_range=float(t.data_range), batch_size=int(p.batch_size))
     name = run_name(cfg)
     loggers = _loggers(cfg, out_dir, name)
     callbacks = []
     if cfg.trainer.progress_bar:
         from numnet.tasks.progress import EpochProgressBar
 
-        refresh = int(cfg.trainer.progress_refresh) or -(-p.n_train // p.batch_size)
+        chunk = int(p.batch_size) * int(cfg.trainer.steps_per_batch)
+        refresh = int(cfg.trainer.progress_refresh) or -(-p.n_train // chunk)
         callbacks.append(EpochProgressBar(refresh_rate=refresh))
     trainer = pl.Trainer(
         accelerator=cfg.trainer.accelerator,
@@ -130,7 +131,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log_every_n_steps=1,
         default_root_dir=str(out_dir),
     )
-    train_batches = TensorBatches(data["train"], int(p.batch_size), shuffle=True, seed=int(cfg.seed))
+    # chunks of `steps_per_batch` minibatches: one Adam step per minibatch inside the task
+    train_batches = TensorBatches(data["train"], int(p.batch_size) * int(cfg.trainer.steps_per_batch),
+                                  shuffle=True, seed=int(cfg.seed))
     val_batches = TensorBatches(data["val"], 1000, shuffle=False)
     test_batches = TensorBatches(data["test"], 1000, shuffle=False)
     try:

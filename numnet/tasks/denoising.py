@@ -20,10 +20,15 @@ __all__ = ["DenoisingTask"]
 
 
 class DenoisingTask(pl.LightningModule):
-    def __init__(self, model: torch.nn.Module, lr: float = 1e-3, data_range: float = 255.0) -> None:
+    def __init__(self, model: torch.nn.Module, lr: float = 1e-3, data_range: float = 255.0,
+                 batch_size: int | None = None) -> None:
         super().__init__()
         if not lr > 0:
             raise ValueError(f"task.lr must be > 0, got {lr}")
+        #: Adam steps are taken on minibatches of this size; a batch from the loader may hold several
+        #: (a chunk), which spreads Lightning's per-batch overhead over several steps without changing
+        #: the sequence of minibatches and steps. ``None``: one step per loader batch.
+        self.batch_size = batch_size
         self.model = model
         self.lr = lr
         self.data_range = data_range
@@ -35,6 +40,9 @@ class DenoisingTask(pl.LightningModule):
         self.history: list[dict] = []
         self._train_sum: torch.Tensor | None = None
         self._train_n = 0
+        # manual optimisation: one backward and one Adam step per batch without Lightning's closure
+        # machinery, which costs about a millisecond per step (a third of a fused 20-block step)
+        self.automatic_optimization = False
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.model(f)
@@ -45,11 +53,16 @@ class DenoisingTask(pl.LightningModule):
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         noisy, clean = batch
-        loss = F.mse_loss(self.model(noisy), clean)
-        n = noisy.shape[0]
-        d = loss.detach() * n
-        self._train_sum = d if self._train_sum is None else self._train_sum + d
-        self._train_n += n
+        opt = self.optimizers(use_pl_optimizer=False)
+        size = self.batch_size or noisy.shape[0]
+        for x, y in zip(noisy.split(size), clean.split(size)):
+            loss = F.mse_loss(self.model(x), y)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt.step()
+            d = loss.detach() * x.shape[0]
+            self._train_sum = d if self._train_sum is None else self._train_sum + d
+            self._train_n += x.shape[0]
         return loss
 
     def on_train_epoch_end(self) -> None:
