@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                          "numnet_epoch_s": round(t_num, 4), "naive_epoch_s": round(t_naive, 4),
                          "speedup": round(t_naive / t_num, 3), "bound_epoch_s": round(bound, 4)})
             print(f"[bench] {rows[-1]}", flush=True)
-    lit, raw = lightning_overhead(1000 if args.quick else 2000, 2 if args.quick else 20)
+    lit, raw = lightning_overhead(1000 if args.quick else 2000, 2 if args.quick else 40)  # quick profile: 40 epochs
     rows.append({"case": "lightning-overhead", "channels": 1, "numnet_epoch_s": round(lit, 4),
                  "naive_epoch_s": round(raw, 4), "speedup": round(lit / raw, 3), "bound_epoch_s": ""})
     print(f"[bench] Lightning fit {lit:.2f} s vs raw loop {raw:.2f} s", flush=True)
