@@ -17,13 +17,14 @@ _REPO = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
-    """``<sha>`` of the checkout, with ``+dirty`` when tracked files differ; ``unknown`` outside git."""
+    """``<sha>`` of the checkout, with ``+dirty`` when tracked code differs; ``unknown`` outside git."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
+        # the code's state: outputs under results/ (which the runs themselves write) do not count
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
             cwd=_REPO, capture_output=True, text=True, timeout=10,
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
