@@ -16,7 +16,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 report-fig5 reproduce-fig2 reproduce-theory report reproduce-all bench wandb-sync clean
+.PHONY: help install test reproduce-fig5 report-fig5 reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(PROFILE) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
@@ -51,11 +51,14 @@ reproduce-theory: $(STAMP) ## Theorem 2, Appendix A, FSI super step, FAS converg
 bench: $(STAMP) ## training-speed benchmark into results/bench (ratios against a naive baseline, same run)
 	$(PY) scripts/bench.py --results $(RESULTS) --threads $(THREADS)
 
+reproduce-kernels: $(STAMP) ## Sec. 7.1.3: kernels learned by the ResNet into results/kernels (PROFILE)
+	$(PY) scripts/reproduce_kernels.py --profile $(PROFILE) --results $(RESULTS) --threads $(THREADS)
+
 report: $(STAMP) ## results/REPORT.md from the committed results (one row per paper artefact)
 	$(PY) -m numnet.report.overview $(RESULTS)
 
 reproduce-all: ## every artefact on PROFILE, then the report
-	$(MAKE) reproduce-fig2 reproduce-theory reproduce-fig5
+	$(MAKE) reproduce-fig2 reproduce-theory reproduce-kernels reproduce-fig5
 	$(MAKE) report
 
 wandb-sync: $(STAMP) ## upload offline wandb runs (needs `wandb login` and a network)

@@ -65,3 +65,19 @@ def test_overview_of_committed_results():
 def test_overview_needs_a_results_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
         build_report(tmp_path / "missing")
+
+
+def test_kernel_symmetry_measure():
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from reproduce_kernels import PAPER, kernel_measures
+
+    k1 = torch.tensor([0.0, -1.0, 1.0], dtype=torch.float64)
+    exact = kernel_measures(k1, -0.5 * k1.flip(0))  # a diffusion block at the limit tau = 0.5
+    assert exact["symmetry"] < 1e-12 and abs(exact["tau_fit"] - 0.5) < 1e-12 and exact["fit_residual"] < 1e-12
+    assert kernel_measures(k1, k1)["fit_residual"] > 0.5  # not a negated mirror
+    paper = kernel_measures(torch.tensor(PAPER["k1"]).double(), torch.tensor(PAPER["k2"]).double())
+    assert paper["fit_residual"] < 0.2  # the paper's own kernels satisfy the finding
