@@ -115,12 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     ):
         lines.append(f"| {label} | {paper} | {cell(pm, key, fmt)} | {cell(ch, key, fmt)} |")
     ok = [r for r in rows if r["status"] == "complete"]
-    holds = bool(ok) and all(r["fit_residual"] < 0.3 and abs(r["b2"]) < 1.0 for r in ok)
-    fits = ", ".join(f"{r['activation']} {r['fit_residual']:.3f}" for r in ok)
-    verdict = "holds" if holds else "does **not** hold"
-    lines += ["", "Paper's finding: the ResNet learns an approximately negated, mirrored pair (k2 ~ -tau mirror(k1)) "
-              f"with small biases. Ours: residual of the fit {fits}; finding {verdict} "
-              "(criterion: residual < 0.3 and |b2| < 1).", ""]
+    holds = {r["activation"]: bool(r["fit_residual"] < 0.3 and abs(r["b2"]) < 1.0) for r in ok}
+    verdicts = "; ".join(f"{r['activation']}: fit residual {r['fit_residual']:.3f}, |b2| = {abs(r['b2']):.1e} -> "
+                         f"{'holds' if holds[r['activation']] else 'does **not** hold'}" for r in ok)
+    lines += ["", "Paper's finding (stated for Perona-Malik): the ResNet learns an approximately negated, mirrored pair "
+              "(k2 ~ -tau mirror(k1)) with small biases. Criterion here: relative residual of the tau fit < 0.3 (the "
+              f"paper's own kernels give {paper_sym['fit_residual']:.3f}) and |b2| < 1. Ours: {verdicts}.", "",
+              "The divided-by-0.5 symmetry measure assumes the paper's kernel scale; here the scale is shared with "
+              "lambda and the fitted tau (k1 is about 3x smaller than the paper's), so the tau fit is the "
+              "scale-free comparison. A Charbonnier failure at depth 20 is the training failure listed among the "
+              "anomalies of results/fig5/table.md (same configuration and seed).", ""]
     if args.profile != "paper":
         lines += [f"Profile `{args.profile}` trains far fewer steps than the paper (see results/fig5/table.md); the "
                   "kernels have had less time to settle, so their values differ more than their structure.", ""]

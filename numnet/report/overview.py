@@ -69,7 +69,8 @@ def _kernels(root: Path) -> list[str]:
     ok = [r for r in n["rows"] if r["status"] == "complete"]
     ours = "; ".join(f"{r['activation']}: k1 = ({', '.join(f'{x:.3f}' for x in r['k1'])}), tau fit {r['tau_fit']:.3f}, "
                      f"fit residual {r['fit_residual']:.3f}, b2 = {r['b2']:.1e}" for r in ok)
-    return [f"| Sec. 7.1.3 | {claim} | {ours} | {n['profile']} | {_yes(n['holds'])} | [table](kernels/table.md) |"]
+    verdict = ", ".join(f"{a}: {_yes(h)}" for a, h in n["holds"].items())
+    return [f"| Sec. 7.1.3 | {claim} | {ours} | {n['profile']} | {verdict} | [table](kernels/table.md) |"]
 
 
 def _theory(root: Path) -> list[str]:
