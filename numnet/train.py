@@ -287,7 +287,22 @@ def main(cfg: DictConfig) -> float | None:
     return None
 
 
+def precheck_output_roots(argv: list[str]) -> None:
+    """Fail with one line before Hydra starts when an output root given on the command line cannot be
+    written (Hydra would otherwise stop with a traceback while creating its run folder)."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if sep and key in ("output_root", "results_root", "hydra.run.dir", "hydra.sweep.dir") and "$" not in value:
+            check_writable(value)
+
+
 if __name__ == "__main__":
+    try:
+        precheck_output_roots(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     # call the function of the importable module ``numnet.train`` (not of ``__main__``), so that
     # launchers that pickle the task (joblib, submitit) find it by reference in their workers
     from numnet.train import main as _main

@@ -163,3 +163,17 @@ def test_report_on_missing_results_folder_fails_clearly(tmp_path, capsys):
 
     assert report_main([str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_unwritable_output_root_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = _cli("numnet.train", "profile=smoke", "logger=none", f"output_root={blocker}/sub")
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: output folder") and "cannot be written" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_implicit_model_trains(tmp_path):
+    s = execute(_cfg("model=implicit", "model.depth=2", "model.inner_steps=2"), tmp_path)
+    assert s["status"] == "complete" and s["stability"]["contraction"] < 1
