@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {a} | {v:.3f} |" for a, v in per_block.items()]
     lines += ["", f"Depths {depths}, 3 activations, {epochs} epochs (the paper's maximum; no early stop), {seeds} seeds, "
               f"{jobs} parallel jobs: about **{paper_estimate_h:.0f} hours** of wall time on this machine. Only the "
-              "symmetric ResNet has the fused kernel so far; ResNet, Du Fort-Frankel and FSI still run eagerly."]
+              "symmetric ResNet, Du Fort-Frankel and FSI have the fused kernel; ResNet still runs eagerly."]
     lines.append("")
     prov = {"artefact": "bench", **provenance(), "wall_s": round(time.perf_counter() - t0, 1),
             "bandwidth_GBps": round(bw / 1e9, 3), "quick": args.quick}

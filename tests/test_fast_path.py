@@ -5,19 +5,20 @@ import pytest
 import torch
 
 from numnet.data.signals import TensorBatches, make_splits
-from numnet.models import SymResNet
+from numnet.models import DuFortFrankelNet, FSINet, SymResNet
 from numnet.nn.fused import HAVE_NUMBA
 from numnet.tasks.denoising import DenoisingTask
 
 pytestmark = pytest.mark.skipif(not HAVE_NUMBA, reason="numba missing")
 
 
+@pytest.mark.parametrize("cls", [SymResNet, DuFortFrankelNet, FSINet], ids=["symresnet", "dufort_frankel", "fsi"])
 @pytest.mark.parametrize("act", ["relu", "charbonnier", "perona_malik"])
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
-def test_fused_symresnet_equals_eager(act, shared, dtype, tol, gen):
+def test_fused_network_equals_eager(cls, act, shared, dtype, tol, gen):
     torch.manual_seed(3)
-    fused = SymResNet(depth=6, activation=act, shared=shared, lam=8.0, fused=True).to(dtype)
+    fused = cls(depth=6, activation=act, shared=shared, lam=8.0, fused=True).to(dtype)
     with torch.no_grad():  # move off the initial values so every parameter matters
         for p in fused.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=dtype))
@@ -40,9 +41,12 @@ def test_fused_symresnet_equals_eager(act, shared, dtype, tol, gen):
 
 
 def test_fused_path_only_where_it_applies():
+    from numnet.models import ImplicitNet, ResNet
+
     f = torch.zeros(2, 1, 16)
     assert not SymResNet(depth=2, channels=4).uses_fused(f)
     assert not SymResNet(depth=2, fused=False).uses_fused(f)
+    assert not ResNet(depth=2).uses_fused(f) and not ImplicitNet(depth=2).uses_fused(f)
 
 
 def test_chunked_steps_equal_one_step_per_batch():

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from numnet.nn.activations import Flux, build_flux
-from numnet.nn.blocks import diffusion_step, dufort_frankel_step, fsi_step, resnet_step
+from numnet.nn.blocks import diffusion_step, dufort_frankel_step, dufort_frankel_weights, fsi_step, resnet_step
 from numnet.nn.stencil import normalise, spectral_norm
 
 __all__ = ["Denoiser1D", "ResNet", "SymResNet", "DuFortFrankelNet", "FSINet"]
@@ -109,9 +109,39 @@ class Denoiser1D(nn.Module):
             states.append(u)
         return states
 
+    #: use the fused CPU kernel (numnet.nn.fused) where the architecture provides coefficients
+    fused: bool = False
+
+    def fused_coefficients(self):
+        """``(kernels (D, 3), a, b, c)`` of ``u^{k+1} = a u^k - b K^T Phi(K u^k) + c u^{k-1}`` per block, or
+        ``None`` where the architecture has no such form."""
+        return None
+
+    def _per_block(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-set values (first dimension ``n_sets``) repeated for the blocks that use them."""
+        return x.expand(self.depth, *x.shape[1:]) if self.shared else x
+
+    def uses_fused(self, f: torch.Tensor) -> bool:
+        from numnet.nn.fused import HAVE_NUMBA
+
+        return (self.fused and HAVE_NUMBA and self.channels == 1 and f.device.type == "cpu"
+                and type(self).fused_coefficients is not Denoiser1D.fused_coefficients)
+
+    def _fused_forward(self, f: torch.Tensor) -> torch.Tensor:
+        from numnet.nn.fused import fused_two_step
+
+        kern, a, b, c = self.fused_coefficients()
+        if self.fluxes[0].has_contrast:
+            lams = self._per_block(torch.stack([fl.lam for fl in self.fluxes]))
+        else:
+            lams = torch.ones(self.depth, dtype=f.dtype)
+        return fused_two_step(f, kern, a, b, c, lams, self.activation)
+
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         if f.dim() != 3 or f.shape[1] != 1:
             raise ValueError(f"expected signals shaped (N, 1, n), got {tuple(f.shape)}")
+        if self.uses_fused(f):
+            return self._fused_forward(f)
         u = f.expand(-1, self.channels, -1).contiguous() if self.channels > 1 else f
         prev = u
         ws = self._all_weights()
@@ -200,25 +230,11 @@ class SymResNet(Denoiser1D):
     def step(self, k, u, u_prev, p):
         return diffusion_step(u, p["w"], p["tau"], p["flux"])
 
-    def uses_fused(self, f: torch.Tensor) -> bool:
-        from numnet.nn.fused import HAVE_NUMBA
-
-        return self.fused and HAVE_NUMBA and self.channels == 1 and f.device.type == "cpu"
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        if not self.uses_fused(f) or f.dim() != 3 or f.shape[1] != 1:
-            return super().forward(f)
-        from numnet.nn.fused import fused_symresnet
-
+    def fused_coefficients(self):
         sets = torch.stack([normalise(self.w[i]).reshape(3) for i in range(self.n_sets)])
         taus = (2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw)
-        if self.fluxes[0].has_contrast:
-            lams = torch.stack([fl.lam for fl in self.fluxes])
-        else:
-            lams = torch.ones(self.n_sets, dtype=f.dtype)
-        if self.shared:
-            sets, taus, lams = sets.expand(self.depth, 3), taus.expand(self.depth), lams.expand(self.depth)
-        return fused_symresnet(f, sets, taus, lams, self.activation)
+        sets, taus = self._per_block(sets), self._per_block(taus)
+        return sets, torch.ones_like(taus), taus, torch.zeros_like(taus)
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
@@ -231,8 +247,10 @@ class DuFortFrankelNet(Denoiser1D):
 
     name = "dufort_frankel"
 
-    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, **kw) -> None:
+    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, fused: bool = True,
+                 **kw) -> None:
         super().__init__(depth, **kw)
+        self.fused = bool(fused)
         self.w = self._kernels()
         if not tau_init > 0:
             raise ValueError(f"model.tau_init must be > 0, got {tau_init}")
@@ -258,6 +276,13 @@ class DuFortFrankelNet(Denoiser1D):
     def step(self, k, u, u_prev, p):
         return dufort_frankel_step(u, u_prev, p["w"], p["tau"], p["alpha"], p["flux"])
 
+    def fused_coefficients(self):
+        sets = self._per_block(torch.stack([normalise(self.w[i]).reshape(3) for i in range(self.n_sets)]))
+        tau = self._per_block(F.softplus(self.tau_raw))
+        alpha = self._per_block(self.lipschitz / 4.0 + F.softplus(self.alpha_raw))
+        c_now, c_prev = dufort_frankel_weights(tau, alpha)
+        return sets, c_now, c_now * 0.5 / alpha, c_prev
+
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
         return {
@@ -274,8 +299,10 @@ class FSINet(Denoiser1D):
 
     name = "fsi"
 
-    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, **kw) -> None:
+    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, fused: bool = True,
+                 **kw) -> None:
         super().__init__(depth, **kw)
+        self.fused = bool(fused)
         self.w = self._kernels()
         bound = 2.0 / self.lipschitz
         if not 0 < tau_init < bound:
@@ -300,6 +327,12 @@ class FSINet(Denoiser1D):
 
     def step(self, k, u, u_prev, p):
         return fsi_step(u, u_prev, p["w"], p["tau"], self.alpha(k), p["flux"])
+
+    def fused_coefficients(self):
+        sets = self._per_block(torch.stack([normalise(self.w[i]).reshape(3) for i in range(self.n_sets)]))
+        tau = self._per_block((2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw))
+        alpha = 2.0 * torch.sigmoid(self.alpha_raw)  # one per block
+        return sets, alpha, alpha * tau, 1.0 - alpha
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:

@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "FLUX_CODES", "fused_symresnet"]
+__all__ = ["HAVE_NUMBA", "FLUX_CODES", "fused_symresnet", "fused_two_step"]
 
 #: flux name -> code used inside the kernels
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
@@ -80,7 +80,8 @@ if HAVE_NUMBA:
         out[n - 1] += k2 * y[n - 1]
 
     @_jit
-    def _forward(u0, kern, tau, lam, code, states):
+    def _forward(u0, kern, coef_a, coef_b, coef_c, lam, code, states):
+        """u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}, with u^{-1} := u^0."""
         depth = kern.shape[0]
         rows, n = u0.shape
         s = np.empty(n, dtype=u0.dtype)
@@ -89,22 +90,26 @@ if HAVE_NUMBA:
         pad = np.empty(n + 2, dtype=u0.dtype)
         states[0] = u0
         for d in range(depth):
-            k0, k1, k2, t, lm = kern[d, 0], kern[d, 1], kern[d, 2], tau[d], lam[d]
+            k0, k1, k2, lm = kern[d, 0], kern[d, 1], kern[d, 2], lam[d]
+            a, bb, c = coef_a[d], coef_b[d], coef_c[d]
+            prev = d - 1 if d > 0 else 0
             for b in range(rows):
                 u = states[d, b]
+                up = states[prev, b]
                 _stencil(u, k0, k1, k2, pad, s)
                 for i in range(n):
                     phi[i] = _flux(s[i], lm, code)[0]
                 _stencil_t(phi, k0, k1, k2, pad, v)
                 out = states[d + 1, b]
                 for i in range(n):
-                    out[i] = u[i] - t * v[i]
+                    out[i] = a * u[i] - bb * v[i] + c * up[i]
 
     @_jit
-    def _backward(states, kern, tau, lam, code, grad_out, g_kern, g_tau, g_lam):
+    def _backward(states, kern, coef_a, coef_b, coef_c, lam, code, grad_out, g_kern, g_a, g_b, g_c, g_lam):
         depth = kern.shape[0]
         rows, n = grad_out.shape
-        g = grad_out.copy()
+        g = grad_out.copy()          # total dL/du^{d+1}
+        g2 = np.zeros_like(g)        # part of dL/du^{d} that arrives through the c-term of block d+1
         s = np.empty(n, dtype=g.dtype)
         phi = np.empty(n, dtype=g.dtype)
         dphi = np.empty(n, dtype=g.dtype)
@@ -113,27 +118,33 @@ if HAVE_NUMBA:
         v = np.empty(n, dtype=g.dtype)
         pad = np.empty(n + 2, dtype=g.dtype)
         for d in range(depth - 1, -1, -1):
-            k0, k1, k2, t, lm = kern[d, 0], kern[d, 1], kern[d, 2], tau[d], lam[d]
-            acc_tau = 0.0
+            k0, k1, k2, lm = kern[d, 0], kern[d, 1], kern[d, 2], lam[d]
+            a, bb, c = coef_a[d], coef_b[d], coef_c[d]
+            prev = d - 1 if d > 0 else 0
+            acc_a = 0.0
+            acc_b = 0.0
+            acc_c = 0.0
             acc_lam = 0.0
             a0 = 0.0
             a1 = 0.0
             a2 = 0.0
             for b in range(rows):
                 u = states[d, b]
+                up = states[prev, b]
                 gb = g[b]
                 _stencil(u, k0, k1, k2, pad, s)
                 for i in range(n):
                     f, fp, fl = _flux(s[i], lm, code)
                     phi[i] = f
                     dphi[i] = fp
-                    w[i] = fl  # dPhi/dlambda, reused below
+                    w[i] = fl
                 _stencil(gb, k0, k1, k2, pad, kg)
                 _stencil_t(phi, k0, k1, k2, pad, v)
                 for i in range(n):
-                    acc_tau -= gb[i] * v[i]
+                    acc_a += gb[i] * u[i]
+                    acc_b -= gb[i] * v[i]
+                    acc_c += gb[i] * up[i]
                     acc_lam -= kg[i] * w[i]
-                # <S_t g, phi> + <K g . Phi', S_t u> for the three taps (reflecting shifts)
                 for i in range(n):
                     im = i - 1 if i > 0 else 0
                     ip = i + 1 if i < n - 1 else n - 1
@@ -143,48 +154,62 @@ if HAVE_NUMBA:
                     a2 += gb[ip] * phi[i] + kd * u[ip]
                     w[i] = kd
                 _stencil_t(w, k0, k1, k2, pad, v)
+                # dL/du^d = a g - b K^T(Phi' . K g) + (c-term of block d+1, kept in g2); the c-term of
+                # block d goes to u^{d-1} (to u^0 itself for d = 0, since u^{-1} := u^0)
+                g2b = g2[b]
                 for i in range(n):
-                    gb[i] -= t * v[i]
-            g_tau[d] = acc_tau
-            g_lam[d] = t * acc_lam
-            g_kern[d, 0] = -t * a0
-            g_kern[d, 1] = -t * a1
-            g_kern[d, 2] = -t * a2
-        return g
+                    new = a * gb[i] - bb * v[i] + g2b[i]
+                    g2b[i] = c * gb[i]
+                    gb[i] = new
+            g_a[d] = acc_a
+            g_b[d] = acc_b
+            g_c[d] = acc_c
+            g_lam[d] = bb * acc_lam
+            g_kern[d, 0] = -bb * a0
+            g_kern[d, 1] = -bb * a1
+            g_kern[d, 2] = -bb * a2
+        return g + g2
 
-
-class _FusedSymResNet(torch.autograd.Function):
+class _FusedTwoStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u0, kern, tau, lam, code):
+    def forward(ctx, u0, kern, coef_a, coef_b, coef_c, lam, code):
         x = u0.detach().reshape(u0.shape[0], u0.shape[-1]).contiguous().numpy()
-        kk = kern.detach().numpy().astype(x.dtype)
-        tt = tau.detach().numpy().astype(x.dtype)
-        ll = lam.detach().numpy().astype(x.dtype)
-        states = np.empty((kk.shape[0] + 1,) + x.shape, dtype=x.dtype)
-        _forward(x, kk, tt, ll, code, states)
-        ctx.save_for_backward(kern, tau, lam)
+        dt = x.dtype
+        arrs = [t.detach().numpy().astype(dt) for t in (kern, coef_a, coef_b, coef_c, lam)]
+        states = np.empty((arrs[0].shape[0] + 1,) + x.shape, dtype=dt)
+        _forward(x, *arrs, code, states)
+        ctx.save_for_backward(kern, coef_a, coef_b, coef_c, lam)
         ctx.states, ctx.code = states, code
         return torch.from_numpy(states[-1].copy()).reshape(u0.shape)
 
     @staticmethod
     def backward(ctx, grad_out):
-        kern, tau, lam = ctx.saved_tensors
+        kern, coef_a, coef_b, coef_c, lam = ctx.saved_tensors
         states = ctx.states
         dt = states.dtype
         go = grad_out.detach().reshape(states.shape[1], states.shape[2]).contiguous().numpy().astype(dt)
-        gk = np.zeros((kern.shape[0], 3), dtype=np.float64)
-        gt = np.zeros(kern.shape[0], dtype=np.float64)
-        gl = np.zeros(kern.shape[0], dtype=np.float64)
-        gu = _backward(states, kern.detach().numpy().astype(dt), tau.detach().numpy().astype(dt),
-                       lam.detach().numpy().astype(dt), ctx.code, go, gk, gt, gl)
+        depth = kern.shape[0]
+        gk = np.zeros((depth, 3), dtype=np.float64)
+        ga, gb, gc, gl = (np.zeros(depth, dtype=np.float64) for _ in range(4))
+        arrs = [t.detach().numpy().astype(dt) for t in (kern, coef_a, coef_b, coef_c, lam)]
+        gu = _backward(states, *arrs, ctx.code, go, gk, ga, gb, gc, gl)
         ctx.states = None
         to = lambda a, like: torch.from_numpy(a).to(like.dtype)  # noqa: E731
-        return to(gu, grad_out).reshape(grad_out.shape), to(gk, kern), to(gt, tau), to(gl, lam), None
+        return (to(gu, grad_out).reshape(grad_out.shape), to(gk, kern), to(ga, coef_a), to(gb, coef_b),
+                to(gc, coef_c), to(gl, lam), None)
+
+
+def fused_two_step(u0: torch.Tensor, kern: torch.Tensor, coef_a: torch.Tensor, coef_b: torch.Tensor,
+                   coef_c: torch.Tensor, lam: torch.Tensor, activation: str) -> torch.Tensor:
+    """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``) for ``D`` blocks on
+    ``u0`` (N, 1, n): the symmetric ResNet (1, tau, 0), Du Fort--Frankel (Eq. 20) and FSI (Eq. 21)."""
+    if not HAVE_NUMBA:
+        raise RuntimeError("the fused kernel needs numba")
+    return _FusedTwoStep.apply(u0, kern, coef_a, coef_b, coef_c, lam, FLUX_CODES[activation])
 
 
 def fused_symresnet(u0: torch.Tensor, kern: torch.Tensor, tau: torch.Tensor, lam: torch.Tensor,
                     activation: str) -> torch.Tensor:
     """``D`` diffusion blocks (Eq. 11) on ``u0`` (N, 1, n); ``kern`` (D, 3), ``tau`` and ``lam`` (D,)."""
-    if not HAVE_NUMBA:
-        raise RuntimeError("the fused kernel needs numba")
-    return _FusedSymResNet.apply(u0, kern, tau, lam, FLUX_CODES[activation])
+    one = torch.ones_like(tau)
+    return fused_two_step(u0, kern, one, tau, torch.zeros_like(tau), lam, activation)
