@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from numnet.models import MODELS
+from numnet.models import MODELS, build_model
 from numnet.nn.activations import FLUXES
 
-__all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices"]
+__all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices", "model_kwargs"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -32,6 +33,13 @@ def _num(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key)
 
 
+def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """Constructor arguments of the model from the ``model`` and ``activation`` groups."""
+    kw = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
+    kw.update(activation=cfg.activation.name, lam=float(cfg.activation.lam))
+    return kw
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key and the allowed range for any invalid value."""
     m, a, t, p = cfg.model, cfg.activation, cfg.task, cfg.profile
@@ -39,15 +47,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model={m.name!r} is unknown; choose one of {sorted(MODELS)}")
     if a.name not in FLUXES or a.name == "linear":
         raise ConfigError(f"activation={a.name!r} is unknown; choose one of {choices('activation')}")
-    for key in ("model.depth", "model.channels", "profile.n_train", "profile.n_val", "profile.n_test",
+    for key in ("profile.n_train", "profile.n_val", "profile.n_test",
                 "profile.batch_size", "profile.max_epochs", "profile.val_every", "threads",
                 "trainer.steps_per_batch"):
         v = _num(cfg, key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
-    if "inner_steps" in m and (isinstance(m.inner_steps, bool) or not isinstance(m.inner_steps, int)
-                               or m.inner_steps < 1):
-        raise ConfigError(f"model.inner_steps must be an integer >= 1, got {m.inner_steps!r}")
     if not isinstance(m.shared, bool):
         raise ConfigError(f"model.shared must be true or false, got {m.shared!r}")
     if not a.lam > 0:
@@ -58,24 +63,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"task.sigma must be >= 0, got {t.sigma}")
     if not (isinstance(t.length, int) and t.length >= 10):
         raise ConfigError(f"task.length must be an integer >= 10, got {t.length!r}")
-    if not m.kernel_init > 0:
-        raise ConfigError(f"model.kernel_init must be > 0, got {m.kernel_init}")
-    lip = FLUXES[a.name].lipschitz
-    if "tau_init" in m:
-        if m.name == "dufort_frankel":
-            if not m.tau_init > 0:
-                raise ConfigError(f"model.tau_init must be > 0, got {m.tau_init}")
-        elif m.name == "implicit":
-            if not 0 < m.tau_init < 1 / lip:
-                raise ConfigError(f"model.tau_init must lie in (0, 1/L) = (0, {1 / lip:g}) for a contraction "
-                                  f"(Sec. 4.3), got {m.tau_init}")
-        elif not 0 < m.tau_init < 2 / lip:
-            raise ConfigError(f"model.tau_init must lie in (0, 2/L) = (0, {2 / lip:g}) (Eq. 14), got {m.tau_init}")
-    if "alpha_init" in m:
-        if m.name == "fsi" and not 0 < m.alpha_init < 2:
-            raise ConfigError(f"model.alpha_init (FSI extrapolation weight) must lie in (0, 2), got {m.alpha_init}")
-        if m.name == "dufort_frankel" and not m.alpha_init > lip / 4:
-            raise ConfigError(f"model.alpha_init must be > L/4 = {lip / 4:g} (Eq. 56), got {m.alpha_init}")
+    try:  # the model constructors hold the architectural bounds (depth, channels, Eq. 14, Eq. 56, ...)
+        build_model(m.name, **model_kwargs(cfg))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
     if cfg.logger.name not in choices("logger"):
         raise ConfigError(f"logger={cfg.logger.name!r} is unknown; choose one of {choices('logger')}")
     if cfg.trainer.accelerator == "gpu":

@@ -24,11 +24,17 @@ os.environ.setdefault("WANDB_SILENT", "true")
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from numnet.config import CONFIG_DIR, ConfigError, check_writable, register_resolvers, validate  # noqa: E402
+from numnet.config import (  # noqa: E402
+    CONFIG_DIR,
+    ConfigError,
+    check_writable,
+    model_kwargs,
+    register_resolvers,
+    validate,
+)
 
 log = logging.getLogger("numnet.train")
 register_resolvers()
-
 
 
 @functools.lru_cache(maxsize=4)
@@ -36,13 +42,6 @@ def _splits(n_train: int, n_val: int, n_test: int, seed: int, length: int, sigma
     from numnet.data.signals import make_splits
 
     return make_splits(n_train, n_val, n_test, seed, length, sigma)
-
-
-def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    """Constructor arguments of the model from the ``model`` and ``activation`` groups."""
-    kw = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
-    kw.update(activation=cfg.activation.name, lam=float(cfg.activation.lam))
-    return kw
 
 
 def _loggers(cfg: DictConfig, out_dir: Path, run_name: str):

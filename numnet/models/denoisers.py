@@ -214,7 +214,7 @@ class SymResNet(Denoiser1D):
         self.w = self._kernels()
         bound = 2.0 / self.lipschitz
         if not 0 < tau_init < bound:
-            raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound}), got {tau_init}")
+            raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound:g}) (Eq. 14), got {tau_init}")
         self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_sigmoid(tau_init / bound)))
 
     def tau(self, i: int = 0) -> torch.Tensor:
@@ -256,7 +256,7 @@ class DuFortFrankelNet(Denoiser1D):
             raise ValueError(f"model.tau_init must be > 0, got {tau_init}")
         low = self.lipschitz / 4.0
         if not alpha_init > low:
-            raise ValueError(f"model.alpha_init must be > L/4 = {low}, got {alpha_init}")
+            raise ValueError(f"model.alpha_init must be > L/4 = {low:g} (Eq. 56), got {alpha_init}")
         self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_softplus(tau_init)))
         self.alpha_raw = nn.Parameter(torch.full((self.n_sets,), _inv_softplus(alpha_init - low)))
 
@@ -306,7 +306,7 @@ class FSINet(Denoiser1D):
         self.w = self._kernels()
         bound = 2.0 / self.lipschitz
         if not 0 < tau_init < bound:
-            raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound}), got {tau_init}")
+            raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound:g}) (Eq. 14), got {tau_init}")
         if not 0 < alpha_init < 2:
             raise ValueError(f"model.alpha_init (FSI extrapolation weight) must lie in (0, 2), got {alpha_init}")
         self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_sigmoid(tau_init / bound)))

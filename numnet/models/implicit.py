@@ -27,7 +27,8 @@ class ImplicitNet(Denoiser1D):
             raise ValueError(f"model.inner_steps must be an integer >= 1, got {inner_steps!r}")
         bound = 1.0 / self.lipschitz
         if not 0 < tau_init < bound:
-            raise ValueError(f"model.tau_init must lie in (0, 1/L) = (0, {bound:g}) for a contraction, got {tau_init}")
+            raise ValueError(f"model.tau_init must lie in (0, 1/L) = (0, {bound:g}) for a contraction (Sec. 4.3), "
+                             f"got {tau_init}")
         self.inner_steps = inner_steps
         self.w = self._kernels()
         self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_sigmoid(tau_init / bound)))
