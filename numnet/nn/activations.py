@@ -26,6 +26,7 @@ __all__ = [
     "build_flux",
     "charbonnier",
     "perona_malik",
+    "flux_function",
 ]
 
 
@@ -134,3 +135,16 @@ def build_flux(name: str, lam: float = 15.0, trainable: bool = True) -> Flux:
     if cls.has_contrast:
         return cls(lam=lam, trainable=trainable)
     return cls()
+
+
+def flux_function(name: str):
+    """``Phi(s, lam)`` as a plain function of the name (``lam`` may be a broadcasting tensor)."""
+    functions = {
+        "linear": lambda s, lam: s,
+        "relu": lambda s, lam: torch.relu(s),
+        "charbonnier": charbonnier,
+        "perona_malik": perona_malik,
+    }
+    if name not in functions:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(functions)}")
+    return functions[name]

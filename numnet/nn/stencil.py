@@ -51,7 +51,15 @@ __all__ = [
     "normalise",
     "stencil_matrix",
     "spectral_norm",
+    "forward_difference",
 ]
+
+
+def forward_difference(h: float = 1.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The forward difference ``(u_{i+1} - u_i) / h`` as a one-channel kernel ``(w_-1, w_0, w_+1)``."""
+    if not h > 0:
+        raise ValueError(f"grid size h must be > 0, got {h}")
+    return torch.tensor([[[0.0, -1.0, 1.0]]], dtype=dtype) / h
 
 
 def _reflect_pad(u: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from numnet.nn.activations import build_flux
 from numnet.nn.blocks import diffusion_step
-from numnet.nn.stencil import apply_k, normalise, stencil_matrix
+from numnet.nn.stencil import apply_k, forward_difference, normalise, stencil_matrix
 from numnet.schemes.acceleration import FSIScheme, fsi_stopping_time
 from numnet.schemes.explicit import ExplicitDiffusion
 from numnet.schemes.fas import DiffusionOperator, fas_cycle, hierarchy, smooth
@@ -122,7 +122,7 @@ def dufort_frankel_radius_direct(a: np.ndarray, alpha: float, tau: float) -> flo
 
 def diffusion_matrix(signal: torch.Tensor, activation: str = "perona_malik", lam: float = 5.0) -> np.ndarray:
     """``A(u) = K^T G(u) K`` for ``K = D/2`` (the normalised forward difference) at ``signal`` (n,)."""
-    w = normalise(torch.tensor([[[0.0, -1.0, 1.0]]], dtype=torch.float64))
+    w = normalise(forward_difference(dtype=torch.float64))
     n = signal.numel()
     k = stencil_matrix(w, n)
     flux = build_flux(activation, lam, trainable=False).double()
@@ -137,7 +137,7 @@ def fsi_time_errors(cycles: list[int], n: int = 64) -> list[dict]:
     x = (torch.arange(n, dtype=torch.float64) + 0.5) * h
     f = (torch.cos(math.pi * x) + 0.3 * torch.cos(2 * math.pi * x)).view(1, 1, n)
     tau = 0.5 * h**2
-    kernel = torch.tensor([[[0.0, -1.0, 1.0]]], dtype=torch.float64) / h
+    kernel = forward_difference(h, torch.float64)
     out = []
     for cyc in cycles:
         t = fsi_stopping_time(cyc, tau)

@@ -18,14 +18,9 @@ from torch import nn
 
 from numnet.nn.activations import build_flux
 from numnet.nn.blocks import dufort_frankel_step, fsi_step, implicit_step
+from numnet.nn.stencil import forward_difference
 
 __all__ = ["fsi_weights", "fsi_stopping_time", "implicit_step", "DuFortFrankelScheme", "FSIScheme", "ImplicitScheme"]
-
-
-def _difference(h: float) -> torch.Tensor:
-    if not h > 0:
-        raise ValueError(f"grid size h must be > 0, got {h}")
-    return torch.tensor([[[0.0, -1.0, 1.0]]]) / h
 
 
 def fsi_weights(cycle: int) -> list[float]:
@@ -46,7 +41,7 @@ class _Scheme(nn.Module):
     def __init__(self, activation: str, lam: float, h: float) -> None:
         super().__init__()
         self.flux = build_flux(activation, lam, trainable=False)
-        self.register_buffer("kernel", _difference(h))
+        self.register_buffer("kernel", forward_difference(h))
         self.h = h
 
     @property

@@ -15,14 +15,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from numnet.nn.activations import build_flux
-from numnet.nn.blocks import diffusion_step
 from numnet.metrics import psnr
+from numnet.nn.activations import build_flux, flux_function
+from numnet.nn.blocks import diffusion_step
+from numnet.nn.stencil import forward_difference
 
-__all__ = ["FORWARD_DIFFERENCE", "ExplicitDiffusion", "select_explicit"]
-
-#: forward difference (u_{i+1} - u_i) as a width-3 kernel (w_{-1}, w_0, w_{+1})
-FORWARD_DIFFERENCE = torch.tensor([[[0.0, -1.0, 1.0]]])
+__all__ = ["ExplicitDiffusion", "select_explicit"]
 
 
 class ExplicitDiffusion(nn.Module):
@@ -42,7 +40,7 @@ class ExplicitDiffusion(nn.Module):
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         self.flux = build_flux(activation, lam, trainable=False)
-        self.register_buffer("kernel", (FORWARD_DIFFERENCE if kernel is None else kernel).clone())
+        self.register_buffer("kernel", (forward_difference() if kernel is None else kernel).clone())
         bound = 2.0 / (self.flux.lipschitz * 4.0)
         if kernel is None and not 0 < tau <= bound:
             raise ValueError(f"tau must lie in (0, {bound}] for the forward difference (Eq. 14), got {tau}")
@@ -82,9 +80,9 @@ def select_explicit(
     steps = int(round(max_time / tau))
     u = noisy[:, 0][None].expand(len(grid), -1, -1).contiguous()  # (G, N, n): lambda on dim 0
     target = clean[:, 0][None]
-    kernel = FORWARD_DIFFERENCE.to(noisy.dtype)
+    kernel = forward_difference(dtype=noisy.dtype)
 
-    fn = _flux_fn(activation)
+    fn = flux_function(activation)
 
     def phi(s: torch.Tensor) -> torch.Tensor:
         return fn(s, lam)
@@ -107,16 +105,3 @@ def select_explicit(
         "lams": grid,
     }
 
-
-def _flux_fn(activation: str):
-    from numnet.nn.activations import charbonnier, perona_malik
-
-    if activation == "charbonnier":
-        return charbonnier
-    if activation == "perona_malik":
-        return perona_malik
-    if activation == "linear":
-        return lambda s, lam: s
-    if activation == "relu":
-        return lambda s, lam: torch.relu(s)
-    raise ValueError(f"unknown activation {activation!r}")

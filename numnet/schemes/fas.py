@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from numnet.nn.activations import Flux
-from numnet.nn.stencil import apply_k, apply_kt
+from numnet.nn.stencil import apply_k, apply_kt, forward_difference
 
 __all__ = ["DiffusionOperator", "smooth", "restrict", "prolong", "fas_cycle", "hierarchy"]
 
@@ -42,7 +42,7 @@ class DiffusionOperator:
 
     @property
     def kernel(self) -> torch.Tensor:
-        return torch.tensor([[[0.0, -1.0, 1.0]]], dtype=torch.float64) / self.h
+        return forward_difference(self.h, torch.float64)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         w = self.kernel.to(x.dtype)
