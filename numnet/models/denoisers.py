@@ -121,6 +121,10 @@ class Denoiser1D(nn.Module):
         """Per-set values (first dimension ``n_sets``) repeated for the blocks that use them."""
         return x.expand(self.depth, *x.shape[1:]) if self.shared else x
 
+    def _block_kernels(self) -> torch.Tensor:
+        """Normalised one-channel kernels of every block, shaped ``(depth, 3)``."""
+        return self._per_block(torch.stack([normalise(self.w[i]).reshape(3) for i in range(self.n_sets)]))
+
     def uses_fused(self, f: torch.Tensor) -> bool:
         from numnet.nn.fused import HAVE_NUMBA
 
@@ -231,10 +235,8 @@ class SymResNet(Denoiser1D):
         return diffusion_step(u, p["w"], p["tau"], p["flux"])
 
     def fused_coefficients(self):
-        sets = torch.stack([normalise(self.w[i]).reshape(3) for i in range(self.n_sets)])
-        taus = (2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw)
-        sets, taus = self._per_block(sets), self._per_block(taus)
-        return sets, torch.ones_like(taus), taus, torch.zeros_like(taus)
+        taus = self._per_block((2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw))
+        return self._block_kernels(), torch.ones_like(taus), taus, torch.zeros_like(taus)
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
@@ -277,11 +279,10 @@ class DuFortFrankelNet(Denoiser1D):
         return dufort_frankel_step(u, u_prev, p["w"], p["tau"], p["alpha"], p["flux"])
 
     def fused_coefficients(self):
-        sets = self._per_block(torch.stack([normalise(self.w[i]).reshape(3) for i in range(self.n_sets)]))
         tau = self._per_block(F.softplus(self.tau_raw))
         alpha = self._per_block(self.lipschitz / 4.0 + F.softplus(self.alpha_raw))
         c_now, c_prev = dufort_frankel_weights(tau, alpha)
-        return sets, c_now, c_now * 0.5 / alpha, c_prev
+        return self._block_kernels(), c_now, c_now * 0.5 / alpha, c_prev
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
@@ -329,10 +330,9 @@ class FSINet(Denoiser1D):
         return fsi_step(u, u_prev, p["w"], p["tau"], self.alpha(k), p["flux"])
 
     def fused_coefficients(self):
-        sets = self._per_block(torch.stack([normalise(self.w[i]).reshape(3) for i in range(self.n_sets)]))
         tau = self._per_block((2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw))
         alpha = 2.0 * torch.sigmoid(self.alpha_raw)  # one per block
-        return sets, alpha, alpha * tau, 1.0 - alpha
+        return self._block_kernels(), alpha, alpha * tau, 1.0 - alpha
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:

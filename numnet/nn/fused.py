@@ -1,22 +1,27 @@
-r"""Fused CPU kernel for the one-channel symmetric ResNet (Eq. 11 chained ``D`` times).
+r"""Fused CPU kernel for one-channel networks of the two-step form (Eq. 11, 20, 21 chained ``D`` times).
 
-The eager PyTorch path spends its time in per-operation overhead: a diffusion block is about
-twenty small tensor operations forward and forty backward. Here the whole network is one
-autograd ``Function`` whose forward and backward are single numba-compiled loops over the
-signals; the gradients are derived by hand:
+.. math:: u^{k+1} = a_k u^k - b_k K_k^\top \Phi(K_k u^k) + c_k u^{k-1}, \qquad u^{-1} := u^0,
+
+covers the symmetric ResNet ``(1, tau, 0)``, Du Fort--Frankel (Eq. 20) and FSI (Eq. 21). The eager
+PyTorch path spends its time in per-operation overhead (a block is about twenty small tensor
+operations forward and forty backward); here the whole network is one autograd ``Function``
+whose forward and backward are single numba-compiled loops over the signals, with gradients
+derived by hand. With ``g = dL/du^{k+1}`` (total), ``s = K_k u^k`` and ``S_t`` the reflecting
+shift by ``t - 1``:
 
 .. math::
-    u^{k+1} = u^k - \tau_k K_k^\top \Phi(s), \quad s = K_k u^k, \qquad
-    \frac{\partial L}{\partial u^k} = g - \tau_k K_k^\top\big(\Phi'(s) \odot K_k g\big),
+    \frac{\partial L}{\partial u^k} = a_k g - b_k K_k^\top\big(\Phi'(s) \odot K_k g\big)
+        + c_{k+1} \frac{\partial L}{\partial u^{k+2}}, \quad
+    \frac{\partial L}{\partial a_k} = \langle g, u^k\rangle, \quad
+    \frac{\partial L}{\partial b_k} = -\langle g, K_k^\top \Phi(s)\rangle, \quad
+    \frac{\partial L}{\partial c_k} = \langle g, u^{k-1}\rangle,
 
-    \frac{\partial L}{\partial \tau_k} = -\langle g, K_k^\top \Phi(s)\rangle, \quad
-    \frac{\partial L}{\partial \lambda_k} = -\tau_k \langle K_k g, \partial_\lambda \Phi(s)\rangle, \quad
-    \frac{\partial L}{\partial w_{k,t}} = -\tau_k\big(\langle S_t g, \Phi(s)\rangle
-        + \langle K_k g \odot \Phi'(s), S_t u^k\rangle\big),
+    \frac{\partial L}{\partial \lambda_k} = -b_k \langle K_k g, \partial_\lambda \Phi(s)\rangle, \quad
+    \frac{\partial L}{\partial w_{k,t}} = -b_k\big(\langle S_t g, \Phi(s)\rangle
+        + \langle K_k g \odot \Phi'(s), S_t u^k\rangle\big).
 
-with ``g = dL/du^{k+1}`` and ``S_t`` the reflecting shift by ``t - 1``. Only the states are kept
-for the backward pass (``D + 1`` signals); ``s``, ``Phi`` and ``K g`` are recomputed on the fly.
-The tests compare values and gradients with the eager reference path.
+Only the states are kept for the backward pass (``D + 1`` signals); ``s``, ``Phi`` and ``K g`` are
+recomputed on the fly. The tests compare values and gradients with the eager reference path.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "FLUX_CODES", "fused_symresnet", "fused_two_step"]
+__all__ = ["HAVE_NUMBA", "FLUX_CODES", "fused_two_step"]
 
 #: flux name -> code used inside the kernels
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
@@ -179,7 +184,7 @@ class _FusedTwoStep(torch.autograd.Function):
         states = np.empty((arrs[0].shape[0] + 1,) + x.shape, dtype=dt)
         _forward(x, *arrs, code, states)
         ctx.save_for_backward(kern, coef_a, coef_b, coef_c, lam)
-        ctx.states, ctx.code = states, code
+        ctx.states, ctx.arrs, ctx.code = states, arrs, code
         return torch.from_numpy(states[-1].copy()).reshape(u0.shape)
 
     @staticmethod
@@ -191,9 +196,8 @@ class _FusedTwoStep(torch.autograd.Function):
         depth = kern.shape[0]
         gk = np.zeros((depth, 3), dtype=np.float64)
         ga, gb, gc, gl = (np.zeros(depth, dtype=np.float64) for _ in range(4))
-        arrs = [t.detach().numpy().astype(dt) for t in (kern, coef_a, coef_b, coef_c, lam)]
-        gu = _backward(states, *arrs, ctx.code, go, gk, ga, gb, gc, gl)
-        ctx.states = None
+        gu = _backward(states, *ctx.arrs, ctx.code, go, gk, ga, gb, gc, gl)
+        ctx.states = ctx.arrs = None
         to = lambda a, like: torch.from_numpy(a).to(like.dtype)  # noqa: E731
         return (to(gu, grad_out).reshape(grad_out.shape), to(gk, kern), to(ga, coef_a), to(gb, coef_b),
                 to(gc, coef_c), to(gl, lam), None)
@@ -207,9 +211,3 @@ def fused_two_step(u0: torch.Tensor, kern: torch.Tensor, coef_a: torch.Tensor, c
         raise RuntimeError("the fused kernel needs numba")
     return _FusedTwoStep.apply(u0, kern, coef_a, coef_b, coef_c, lam, FLUX_CODES[activation])
 
-
-def fused_symresnet(u0: torch.Tensor, kern: torch.Tensor, tau: torch.Tensor, lam: torch.Tensor,
-                    activation: str) -> torch.Tensor:
-    """``D`` diffusion blocks (Eq. 11) on ``u0`` (N, 1, n); ``kern`` (D, 3), ``tau`` and ``lam`` (D,)."""
-    one = torch.ones_like(tau)
-    return fused_two_step(u0, kern, one, tau, torch.zeros_like(tau), lam, activation)
