@@ -44,12 +44,14 @@ NUMBERS: dict = {}
 
 
 def theorem2(out: Path, lines: list[str]) -> None:
+    sizes = ((1, 64), (16, 32))  # (channels, signal length)
+    curves = {(act, c, tf): theorem2_norms(act, c, tf, depth=40, n=n)
+              for act in ACTS for c, n in sizes for tf in (1.0, 1.1)}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
-    for ax, (c, n) in zip(axes, ((1, 64), (16, 32))):
+    for ax, (c, n) in zip(axes, sizes):
         for act, color in zip(ACTS, ("C0", "C1", "C2")):
             for tf, ls in ((1.0, "-"), (1.1, "--")):
-                r = theorem2_norms(act, c, tf, depth=40, n=n)
-                ax.semilogy(r, ls=ls, color=color, label=f"{LABEL[act]}, tau = {tf:g} x bound")
+                ax.semilogy(curves[act, c, tf], ls=ls, color=color, label=f"{LABEL[act]}, tau = {tf:g} x bound")
         ax.set_title(f"C = {c}: ||u^k|| / ||u^0|| (shared random kernel, normalised)")
         ax.set_xlabel("block k")
         ax.grid(alpha=0.3)
@@ -64,10 +66,10 @@ def theorem2(out: Path, lines: list[str]) -> None:
               "| activation | C | ||K||_2 | a-priori bound 2/L | exact bound 2/(L ||K||^2) | first violating tau | "
               "max growth at bound | max growth at 1.1 x bound |", "|---|---|---|---|---|---|---|---|"]
     for act in ACTS:
-        for c, n in ((1, 64), (16, 32)):
+        for c, n in sizes:
             v = first_violating_tau(act, c, n=n)
-            g1 = np.max(np.diff(np.log(theorem2_norms(act, c, 1.0, depth=40, n=n))))
-            g2 = np.max(np.diff(np.log(theorem2_norms(act, c, 1.1, depth=40, n=n))))
+            g1 = np.max(np.diff(np.log(curves[act, c, 1.0])))
+            g2 = np.max(np.diff(np.log(curves[act, c, 1.1])))
             NUMBERS.setdefault("theorem2", []).append({**v, "max_growth_at_bound": float(np.exp(g1)),
                                                        "max_growth_above": float(np.exp(g2))})
             fv = "none found" if v["first_violating_tau"] is None else f"{v['first_violating_tau']:.4g}"

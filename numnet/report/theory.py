@@ -104,7 +104,7 @@ def dufort_frankel_radius(eigs_a: np.ndarray, alpha: np.ndarray, tau: np.ndarray
     alpha, tau = np.asarray(alpha, dtype=float), np.asarray(tau, dtype=float)
     ta = (tau * alpha)[..., None]
     lam = np.asarray(eigs_a, dtype=float)
-    gamma = (4 * ta - 2 * tau[..., None] * lam) / (1 + 2 * ta) if tau.ndim else (4 * ta - 2 * tau * lam) / (1 + 2 * ta)
+    gamma = (4 * ta - 2 * tau[..., None] * lam) / (1 + 2 * ta)
     c = (1 - 2 * ta) / (1 + 2 * ta)
     disc = (gamma**2 / 4 + c).astype(complex)
     root = np.sqrt(disc)
