@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 
-from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices, register_resolvers
+from numnet.config import ConfigError, check_writable, choices, compose_config
 from numnet.data.signals import make_splits
 from numnet.metrics import psnr
 from numnet.runinfo import is_complete, provenance, write_json_atomic
@@ -37,9 +36,7 @@ def run_classical(profile: str, out: str | Path, artefact: str = "fig5", threads
         raise ConfigError(f"profile={profile!r} is unknown; choose one of {choices('profile')}")
     out = Path(out)
     check_writable(out)
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"profile={profile}"])
+    cfg = compose_config(f"profile={profile}")
     torch.set_num_threads(threads)
     p, t = cfg.profile, cfg.task
     data = make_splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma))

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from numnet.models import MODELS, build_model
 from numnet.nn.activations import FLUXES
 
-__all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices", "model_kwargs"]
+__all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices", "compose_config", "model_kwargs"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -22,6 +22,15 @@ class ConfigError(ValueError):
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("shared_tag"):
         OmegaConf.register_new_resolver("shared_tag", lambda s: "shared" if str(s).lower() == "true" else "own")
+
+
+def compose_config(*overrides: str) -> DictConfig:
+    """The ``train`` config with ``overrides``, composed outside a Hydra run (no ``hydra`` node)."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
 
 
 def choices(group: str) -> list[str]:

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices, register_resolvers
+from numnet.config import ConfigError, check_writable, choices, compose_config
 from numnet.evaluate import load_model
 from numnet.report.artefact import write_artefact
 from numnet.runinfo import provenance, read_summary, write_json_atomic
@@ -59,20 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    register_resolvers()
     t0 = time.perf_counter()
     rows = []
     for act in ("perona_malik", "charbonnier"):
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            base = compose("train", overrides=[f"profile={args.profile}"])
-            seeds = list(base.profile.seeds)
+        seeds = list(compose_config(f"profile={args.profile}").profile.seeds)
         best = None
         for seed in seeds:
-            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-                cfg = compose("train", overrides=[
-                    "model=resnet", f"activation={act}", "model.depth=20", "model.channels=1", "model.shared=true",
-                    f"profile={args.profile}", f"seed={seed}", "logger=none", "trainer.progress_bar=false",
-                    "artefact=kernels", f"threads={args.threads}"])
+            cfg = compose_config(
+                "model=resnet", f"activation={act}", "model.depth=20", "model.channels=1", "model.shared=true",
+                f"profile={args.profile}", f"seed={seed}", "logger=none", "trainer.progress_bar=false",
+                "artefact=kernels", f"threads={args.threads}")
             run = out / "runs" / f"resnet-{act}-d20-c1-shared-s{seed}"
             execute(cfg, run)
             s = read_summary(run / "summary.json")

@@ -1,51 +1,43 @@
 """Every config composes and builds its model; invalid values fail before compute with a clear message."""
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from numnet.config import CONFIG_DIR, ConfigError, choices, register_resolvers, validate
+from numnet.config import ConfigError, choices, compose_config, validate
 from numnet.models import build_model
 from numnet.train import model_kwargs
-
-register_resolvers()
-
-
-def _compose(*overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("model", choices("model"))
 @pytest.mark.parametrize("activation", choices("activation"))
 def test_model_activation_configs_compose_and_build(model, activation):
-    cfg = _compose(f"model={model}", f"activation={activation}", "profile=smoke")
+    cfg = compose_config(f"model={model}", f"activation={activation}", "profile=smoke")
     validate(cfg)
     net = build_model(cfg.model.name, **model_kwargs(cfg))
     assert net.depth == cfg.model.depth and net.n_params() > 0
 
 
 @pytest.mark.parametrize("group", ["profile", "logger", "trainer", "experiment", "task"])
-def test_group_configs_compose(group):
+def test_group_configscompose_config(group):
     names = choices(group)
     assert names, f"configs/{group} is empty"
     for name in names:
         if group == "trainer" and name == "gpu":
-            cfg = _compose(f"{group}={name}")
+            cfg = compose_config(f"{group}={name}")
             assert cfg.trainer.accelerator == "gpu"
             continue
-        cfg = _compose(f"{group}={name}")
+        cfg = compose_config(f"{group}={name}")
         validate(cfg)
 
 
 def test_keys_depth_channels_shared():
-    cfg = _compose("model=fsi", "model.depth=20", "model.channels=16", "model.shared=false")
+    cfg = compose_config("model=fsi", "model.depth=20", "model.channels=16", "model.shared=false")
     net = build_model(cfg.model.name, **model_kwargs(cfg))
     assert (net.depth, net.channels, net.shared) == (20, 16, False)
     assert net.w.shape == (20, 16, 16, 3)
 
 
 def test_profiles_match_the_paper_protocol():
-    paper = _compose("profile=paper").profile
+    paper = compose_config("profile=paper").profile
     assert (paper.n_train, paper.n_val, paper.n_test, paper.max_epochs, paper.lr) == (10000, 1000, 1000, 2000, 1e-3)
     assert len(paper.seeds) > 1
 
@@ -63,20 +55,20 @@ def test_profiles_match_the_paper_protocol():
     ],
 )
 def test_invalid_values_raise_clear_errors(override, match):
-    cfg = _compose(override)
+    cfg = compose_config(override)
     with pytest.raises(ConfigError, match=match):
         validate(cfg)
 
 
 def test_invalid_fsi_and_dufort_frankel_weights():
     with pytest.raises(ConfigError, match=r"alpha_init .*\(0, 2\)"):
-        validate(_compose("model=fsi", "model.alpha_init=2.5"))
+        validate(compose_config("model=fsi", "model.alpha_init=2.5"))
     with pytest.raises(ConfigError, match="L/4"):
-        validate(_compose("model=dufort_frankel", "model.alpha_init=0.1"))
+        validate(compose_config("model=dufort_frankel", "model.alpha_init=0.1"))
 
 
 def test_unknown_model_name_in_config_lists_choices():
-    cfg = _compose()
+    cfg = compose_config()
     with open_dict(cfg):
         cfg.model.name = "densenet"
     with pytest.raises(ConfigError, match="resnet"):

@@ -7,21 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from numnet.config import CONFIG_DIR, register_resolvers
+from numnet.config import compose_config
 from numnet.evaluate import CheckpointError, evaluate, load_model
 from numnet.evaluate import main as evaluate_main
 from numnet.runinfo import read_summary
 from numnet.train import execute
 
-register_resolvers()
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _cfg(*overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=["profile=smoke", "logger=none", "trainer.progress_bar=false", *overrides])
+    return compose_config("profile=smoke", "logger=none", "trainer.progress_bar=false", *overrides)
 
 
 def test_smoke_training_writes_summary_and_weights(tmp_path):
