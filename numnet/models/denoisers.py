@@ -95,11 +95,15 @@ class Denoiser1D(nn.Module):
     def _all_weights(self) -> list[dict]:
         return [self.weights(i) for i in range(self.n_sets)]
 
-    def evolve(self, f: torch.Tensor) -> list[torch.Tensor]:
-        """States ``u^0 ... u^K`` with all ``C`` channels, each shaped ``(N, C, n)``."""
+    def _lift(self, f: torch.Tensor) -> torch.Tensor:
+        """The input ``(N, 1, n)`` copied into the ``C`` channels (Sec. 7.1.5)."""
         if f.dim() != 3 or f.shape[1] != 1:
             raise ValueError(f"expected signals shaped (N, 1, n), got {tuple(f.shape)}")
-        u = f.expand(-1, self.channels, -1).contiguous() if self.channels > 1 else f
+        return f.expand(-1, self.channels, -1).contiguous() if self.channels > 1 else f
+
+    def evolve(self, f: torch.Tensor) -> list[torch.Tensor]:
+        """States ``u^0 ... u^K`` with all ``C`` channels, each shaped ``(N, C, n)``."""
+        u = self._lift(f)
         states = [u]
         prev = u
         ws = self._all_weights()
@@ -142,11 +146,9 @@ class Denoiser1D(nn.Module):
         return fused_two_step(f, kern, a, b, c, lams, self.activation)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        if f.dim() != 3 or f.shape[1] != 1:
-            raise ValueError(f"expected signals shaped (N, 1, n), got {tuple(f.shape)}")
+        u = self._lift(f)
         if self.uses_fused(f):
             return self._fused_forward(f)
-        u = f.expand(-1, self.channels, -1).contiguous() if self.channels > 1 else f
         prev = u
         ws = self._all_weights()
         for k in range(self.depth):
