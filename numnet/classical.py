@@ -19,7 +19,7 @@ import torch
 from numnet.config import ConfigError, check_writable, choices, compose_config
 from numnet.data.signals import make_splits
 from numnet.metrics import psnr
-from numnet.runinfo import is_complete, provenance, write_json_atomic
+from numnet.runinfo import RunConflict, is_complete, provenance, write_json_atomic
 from numnet.schemes.explicit import ExplicitDiffusion, select_explicit
 
 __all__ = ["DIFFUSIVITIES", "run_classical"]
@@ -40,10 +40,16 @@ def run_classical(profile: str, out: str | Path, artefact: str = "fig5", threads
     torch.set_num_threads(threads)
     p, t = cfg.profile, cfg.task
     data = make_splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma))
+    dataset = {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
+               "length": int(t.length), "sigma": float(t.sigma)}
     summaries = []
     for act in DIFFUSIVITIES:
         path = out / f"classical-{act}" / "summary.json"
-        if is_complete(path):
+        try:
+            done = is_complete(path, lambda s: (s.get("profile"), s.get("dataset")), (p.name, dataset))
+        except RunConflict as exc:
+            raise ConfigError(str(exc)) from None
+        if done:
             print(f"[numnet] skip {path.parent} (summary complete)", flush=True)
             continue
         t0 = time.perf_counter()
@@ -77,8 +83,7 @@ def run_classical(profile: str, out: str | Path, artefact: str = "fig5", threads
                 "kernel": "forward difference (0, -1, 1), h = 1",
             },
             "epochs": 0,
-            "dataset": {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
-                        "length": int(t.length), "sigma": float(t.sigma)},
+            "dataset": dataset,
             "wall_s": round(time.perf_counter() - t0, 3),
             "provenance": provenance(),
         }

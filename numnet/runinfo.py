@@ -9,9 +9,10 @@ import subprocess
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "is_complete", "atomic_torch_save"]
+__all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "is_complete", "RunConflict",
+           "atomic_torch_save"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -113,6 +114,23 @@ def read_summary(path: str | os.PathLike) -> dict | None:
         return None
 
 
-def is_complete(path: str | os.PathLike) -> bool:
+class RunConflict(ValueError):
+    """A folder already holds a complete run of another configuration."""
+
+
+def is_complete(path: str | os.PathLike, identity: Callable[[dict], Any] | None = None, expected: Any = None) -> bool:
+    """Whether ``path`` holds a complete summary of the run that is asked for.
+
+    With ``identity``, a complete summary counts only when ``identity(summary) == expected``; a
+    complete summary of another configuration raises :class:`RunConflict` instead of being
+    skipped (reused under the wrong name) or overwritten (lost).
+    """
     s = read_summary(path)
-    return bool(s) and s.get("status") == "complete"
+    if not s or s.get("status") != "complete":
+        return False
+    if identity is not None and identity(s) != expected:
+        raise RunConflict(
+            f"{Path(path).parent} already holds a complete run of another configuration (profile "
+            f"{s.get('profile')!r}); use another results folder (e.g. RESULTS=results-<profile>) or remove that run"
+        )
+    return True

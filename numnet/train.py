@@ -228,14 +228,25 @@ def _is_multirun() -> bool:
         return False
 
 
+def run_identity(config: dict) -> dict:
+    """What a run computes: the resolved config without the keys that only change how it runs or logs."""
+    model = {k: v for k, v in config.get("model", {}).items() if k != "fused"}
+    return {"model": model, **{k: config.get(k) for k in ("activation", "task", "profile", "seed")}}
+
+
 def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
     """Validate, skip if done, train; in a multirun a failure becomes a ``failed`` summary."""
-    from numnet.runinfo import is_complete, provenance, write_json_atomic
+    from numnet.runinfo import RunConflict, is_complete, provenance, write_json_atomic
 
     summary_path = out_dir / "summary.json"
     validate(cfg)
     check_writable(out_dir)
-    if cfg.skip_completed and is_complete(summary_path):
+    expected = run_identity(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        done = cfg.skip_completed and is_complete(summary_path, lambda s: run_identity(s.get("config", {})), expected)
+    except RunConflict as exc:
+        raise ConfigError(str(exc)) from None
+    if done:
         print(f"[numnet] skip {out_dir} (summary complete)", flush=True)
         return None
     t0 = time.perf_counter()

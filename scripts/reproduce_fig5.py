@@ -53,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print(f"[fig5] profile={args.profile}: classical baselines", flush=True)
-    run_classical(args.profile, out / "runs", "fig5", args.threads)
+    try:  # also the check that results/fig5/runs holds no runs of another profile
+        run_classical(args.profile, out / "runs", "fig5", args.threads)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cmd = [
         sys.executable, "-m", "numnet.train", "-m", "experiment=fig5", f"profile={args.profile}",
         f"seed={seeds}", f"logger={args.logger}", f"threads={args.threads}", "trainer.progress_bar=false",

@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"profile={args.profile}", f"seed={seed}", "logger=none", "trainer.progress_bar=false",
                 "artefact=kernels", f"threads={args.threads}")
             run = out / "runs" / f"resnet-{act}-d20-c1-shared-s{seed}"
-            execute(cfg, run)
+            try:
+                execute(cfg, run)
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
             s = read_summary(run / "summary.json")
             if s and s.get("status") == "complete" and (best is None or s["metrics"]["val_psnr"] > best[1]["metrics"]["val_psnr"]):
                 best = (run, s)

@@ -77,3 +77,34 @@ def test_submitit_local_launcher_runs_a_sweep(tmp_path):
     s = _summaries(sweep)
     assert len(s) == 2 and all(v["status"] == "complete" for v in s.values())
     assert (sweep / ".submitit").is_dir()
+
+
+def test_a_run_of_another_profile_is_neither_skipped_nor_overwritten(tmp_path):
+    """Resume skips only the same configuration; a complete run of another one stops with a clear error."""
+    from numnet.config import ConfigError, compose_config
+    from numnet.train import execute
+
+    run = tmp_path / "run"
+    cfg = compose_config("profile=smoke", "logger=none", "trainer.progress_bar=false", "model.depth=1")
+    execute(cfg, run)
+    before = (run / "summary.json").read_text()
+    assert execute(cfg, run) is None  # same configuration: skipped
+    other = compose_config("profile=smoke", "profile.max_epochs=3", "logger=none", "trainer.progress_bar=false",
+                           "model.depth=1")
+    with pytest.raises(ConfigError, match="another configuration"):
+        execute(other, run)
+    assert execute(compose_config("profile=smoke", "logger=none", "trainer.progress_bar=true", "threads=2",
+                                  "model.depth=1"), run) is None  # how it runs does not matter
+    assert (run / "summary.json").read_text() == before
+
+
+def test_reproduce_fig5_refuses_results_of_another_profile(tmp_path):
+    from numnet.classical import run_classical
+    from numnet.config import ConfigError
+
+    run_classical("smoke", tmp_path / "fig5" / "runs")
+    with pytest.raises(ConfigError, match="another configuration"):
+        run_classical("quick", tmp_path / "fig5" / "runs")
+    r = subprocess.run([sys.executable, "scripts/reproduce_fig5.py", "--profile", "quick", "--results", str(tmp_path)],
+                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "another configuration" in r.stderr and "sweep:" not in r.stdout
