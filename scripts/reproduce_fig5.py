@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from numnet.classical import run_classical
 from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices
 from numnet.report.fig5 import write_fig5
-from numnet.runinfo import git_commit, machine, write_json_atomic
+from numnet.runinfo import git_commit, machine, read_summary, write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = OmegaConf.load(CONFIG_DIR / "profile" / f"{args.profile}.yaml")
     seeds = ",".join(str(s) for s in prof.seeds)
     t0 = time.perf_counter()
+    t_start = time.time()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print(f"[fig5] profile={args.profile}: classical baselines", flush=True)
     try:  # also the check that results/fig5/runs holds no runs of another profile
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     rc = subprocess.call(cmd, env=env)
     wall = time.perf_counter() - t0
+    trained = sum(p.stat().st_mtime >= t_start for p in (out / "runs").glob("*/summary.json"))
+    previous = read_summary(out / "PROVENANCE.json")
     prov = {
         "artefact": "fig5",
         "profile": args.profile,
@@ -86,8 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         "sweep_wall_s": round(wall, 1),
         "sweep_exit_code": rc,
         "command": shlex.join(cmd),
+        "runs_written": trained,
     }
-    write_json_atomic(out / "PROVENANCE.json", prov)
+    if previous and trained == 0:
+        # a resume that trained nothing: the record of the sweep that produced the runs stays
+        print(f"[fig5] every run was already complete; PROVENANCE.json of the sweep that made them is kept", flush=True)
+    else:
+        if previous:
+            prov["previous"] = previous  # earlier invocations that wrote part of these runs
+        write_json_atomic(out / "PROVENANCE.json", prov)
     runs = write_fig5(out)
     n_failed = int((runs.status != "complete").sum())
     print(f"[fig5] {len(runs)} runs ({n_failed} failed) in {wall / 60:.1f} min -> {out}/table.md, fig5.png", flush=True)

@@ -108,3 +108,15 @@ def test_reproduce_fig5_refuses_results_of_another_profile(tmp_path):
     r = subprocess.run([sys.executable, "scripts/reproduce_fig5.py", "--profile", "quick", "--results", str(tmp_path)],
                        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "another configuration" in r.stderr and "sweep:" not in r.stdout
+
+
+def test_a_resume_that_trains_nothing_keeps_the_provenance(tmp_path):
+    cmd = [sys.executable, "scripts/reproduce_fig5.py", "--profile", "smoke", "--logger", "none", "--results", str(tmp_path)]
+    first = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-2000:]
+    prov_path = tmp_path / "fig5" / "PROVENANCE.json"
+    record = json.loads(prov_path.read_text())
+    assert record["runs_written"] == 87  # 84 trainings and 3 classical baselines
+    again = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "is kept" in again.stdout
+    assert json.loads(prov_path.read_text()) == record

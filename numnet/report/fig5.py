@@ -174,9 +174,15 @@ def write_fig5(folder: str | Path) -> pd.DataFrame:
     if prov:
         lines += ["## Provenance", ""]
         for k in ("profile", "dataset", "epochs", "lr", "seeds", "git_commit", "machine", "jobs", "threads",
-                  "sweep_wall_s", "started_utc", "command"):
+                  "sweep_wall_s", "runs_written", "started_utc", "command"):
             if k in prov:
                 lines.append(f"- {k}: `{json.dumps(prov[k]) if isinstance(prov[k], (dict, list)) else prov[k]}`")
+        earlier, rec = [], prov.get("previous")
+        while rec:
+            earlier.append(f"{rec.get('git_commit')} ({rec.get('runs_written', '?')} runs, {rec.get('sweep_wall_s')} s)")
+            rec = rec.get("previous")
+        if earlier:
+            lines.append(f"- earlier invocations that wrote runs: {'; '.join(earlier)}")
         lines.append("")
     if profile != "paper":
         lines += ["## How far this profile is from the paper's protocol", "",
