@@ -4,7 +4,7 @@
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-PROFILE    ?= quick
+PROFILE    ?=
 JOBS       ?= 2
 THREADS    ?= 1
 LOGGER     ?= wandb
@@ -13,13 +13,15 @@ EXTRA      ?=
 PYTEST_ARGS ?=
 
 PY    := $(VENV)/bin/python
+# empty PROFILE: each script's default profile (quick; quick16 for the 16-channel Fig. 7)
+PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 report-fig5 reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
+.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 report-fig5 report-fig67 reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
-	@echo "numnet make targets (variables: PROFILE=$(PROFILE) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
+	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
@@ -36,11 +38,23 @@ install: ## (re)create the environment; TORCH_SPEC=... picks another torch build
 test: $(STAMP) ## run the test suite (a few minutes on 2 cores)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+SWEEP = $(PY) scripts/reproduce_sweep.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
+
 reproduce-fig5: $(STAMP) ## Fig. 5 into results/fig5 (PROFILE=quick|paper, JOBS, THREADS, LOGGER)
-	$(PY) scripts/reproduce_fig5.py --profile $(PROFILE) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
+	$(SWEEP) fig5
+
+reproduce-fig6: $(STAMP) ## Fig. 6 (time-dynamic, Eq. 27) into results/fig6 (PROFILE=quick|paper)
+	$(SWEEP) fig6
+
+reproduce-fig7: $(STAMP) ## Fig. 7 (16 channels) into results/fig7 (PROFILE=quick16|paper)
+	$(SWEEP) fig7
 
 report-fig5: $(STAMP) ## rebuild results/fig5 tables and figure from the stored run summaries
 	$(PY) -m numnet.report.fig5 $(RESULTS)/fig5
+
+report-fig67: $(STAMP) ## rebuild results/fig6 and results/fig7 from their stored run summaries
+	$(PY) -m numnet.report.fig67 fig6 $(RESULTS)/fig6
+	$(PY) -m numnet.report.fig67 fig7 $(RESULTS)/fig7
 
 reproduce-fig2: $(STAMP) ## Fig. 2 (activations and diffusivities) into results/fig2
 	$(PY) scripts/reproduce_fig2.py --results $(RESULTS)
@@ -52,13 +66,13 @@ bench: $(STAMP) ## training-speed benchmark into results/bench (ratios against a
 	$(PY) scripts/bench.py --results $(RESULTS) --threads $(THREADS)
 
 reproduce-kernels: $(STAMP) ## Sec. 7.1.3: kernels learned by the ResNet into results/kernels (PROFILE)
-	$(PY) scripts/reproduce_kernels.py --profile $(PROFILE) --results $(RESULTS) --threads $(THREADS)
+	$(PY) scripts/reproduce_kernels.py $(PROFILE_ARG) --results $(RESULTS) --threads $(THREADS)
 
 report: $(STAMP) ## results/REPORT.md from the committed results (one row per paper artefact)
 	$(PY) -m numnet.report.overview $(RESULTS)
 
 reproduce-all: ## every artefact on PROFILE, then the report
-	$(MAKE) reproduce-fig2 reproduce-theory reproduce-kernels reproduce-fig5
+	$(MAKE) reproduce-fig2 reproduce-theory reproduce-kernels reproduce-fig5 reproduce-fig6 reproduce-fig7
 	$(MAKE) report
 
 wandb-sync: $(STAMP) ## upload offline wandb runs (needs `wandb login` and a network)

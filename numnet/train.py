@@ -231,6 +231,8 @@ def _is_multirun() -> bool:
 def run_identity(config: dict) -> dict:
     """What a run computes: the resolved config without the keys that only change how it runs or logs."""
     model = {k: v for k, v in config.get("model", {}).items() if k != "fused"}
+    if model.get("shared", True):
+        model.pop("beta", None)  # Eq. (27) acts only on own weights per block
     return {"model": model, **{k: config.get(k) for k in ("activation", "task", "profile", "seed")}}
 
 

@@ -1,108 +1,12 @@
 """Reproduce Fig. 5 (Sec. 7.1.2) into ``results/fig5/``: ``make reproduce-fig5 [PROFILE=paper]``.
 
-1. the classical baselines (``numnet.classical``) on the profile's dataset;
-2. the Hydra multirun ``experiment=fig5`` over the profile's seeds, in parallel jobs through
-   Hydra's joblib launcher (finished runs are skipped, so an interrupted sweep resumes);
-3. ``PROVENANCE.json`` and the report (``runs.csv``, ``table.md``, ``fig5.png``).
-
-A failed run does not stop the sweep; it is listed in ``table.md``. The exit code is non-zero
-when any run failed or the sweep itself broke.
+The same as ``python scripts/reproduce_sweep.py fig5 ...`` (see there).
 """
 from __future__ import annotations
 
-import argparse
-import os
-import shlex
-import subprocess
 import sys
-import time
-from datetime import datetime, timezone
-from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from numnet.classical import run_classical
-from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices
-from numnet.report.fig5 import write_fig5
-from numnet.runinfo import git_commit, machine, read_summary, write_json_atomic
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="quick", help=f"one of {choices('profile')}")
-    ap.add_argument("--jobs", type=int, default=2, help="parallel training jobs (joblib launcher)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
-    ap.add_argument("--logger", default="wandb", help=f"one of {choices('logger')}")
-    ap.add_argument("--results", default="results", help="results root; Fig. 5 goes to <results>/fig5")
-    ap.add_argument("--extra", default="", help="further Hydra overrides, e.g. 'trainer=gpu'")
-    args = ap.parse_args(argv)
-    try:
-        if args.profile not in choices("profile"):
-            raise ConfigError(f"profile={args.profile!r} is unknown; choose one of {choices('profile')}")
-        if args.logger not in choices("logger"):
-            raise ConfigError(f"logger={args.logger!r} is unknown; choose one of {choices('logger')}")
-        if args.jobs < 1 or args.threads < 1:
-            raise ConfigError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
-        out = Path(args.results) / "fig5"
-        check_writable(out / "runs")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    prof = OmegaConf.load(CONFIG_DIR / "profile" / f"{args.profile}.yaml")
-    seeds = ",".join(str(s) for s in prof.seeds)
-    t0 = time.perf_counter()
-    t_start = time.time()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    print(f"[fig5] profile={args.profile}: classical baselines", flush=True)
-    try:  # also the check that results/fig5/runs holds no runs of another profile
-        run_classical(args.profile, out / "runs", "fig5", args.threads)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    cmd = [
-        sys.executable, "-m", "numnet.train", "-m", "experiment=fig5", f"profile={args.profile}",
-        f"seed={seeds}", f"logger={args.logger}", f"threads={args.threads}", "trainer.progress_bar=false",
-        f"results_root={args.results}",
-    ]
-    if args.jobs > 1:
-        cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]
-    cmd += shlex.split(args.extra)
-    print(f"[fig5] sweep: {shlex.join(cmd)}", flush=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    rc = subprocess.call(cmd, env=env)
-    wall = time.perf_counter() - t0
-    trained = sum(p.stat().st_mtime >= t_start for p in (out / "runs").glob("*/summary.json"))
-    previous = read_summary(out / "PROVENANCE.json")
-    prov = {
-        "artefact": "fig5",
-        "profile": args.profile,
-        "dataset": {"n_train": prof.n_train, "n_val": prof.n_val, "n_test": prof.n_test},
-        "epochs": prof.max_epochs,
-        "batch_size": prof.batch_size,
-        "lr": prof.lr,
-        "seeds": list(prof.seeds),
-        "jobs": args.jobs,
-        "threads": args.threads,
-        "git_commit": git_commit(),
-        "machine": machine(),
-        "started_utc": started,
-        "sweep_wall_s": round(wall, 1),
-        "sweep_exit_code": rc,
-        "command": shlex.join(cmd),
-        "runs_written": trained,
-    }
-    if previous and trained == 0:
-        # a resume that trained nothing: the record of the sweep that produced the runs stays
-        print(f"[fig5] every run was already complete; PROVENANCE.json of the sweep that made them is kept", flush=True)
-    else:
-        if previous:
-            prov["previous"] = previous  # earlier invocations that wrote part of these runs
-        write_json_atomic(out / "PROVENANCE.json", prov)
-    runs = write_fig5(out)
-    n_failed = int((runs.status != "complete").sum())
-    print(f"[fig5] {len(runs)} runs ({n_failed} failed) in {wall / 60:.1f} min -> {out}/table.md, fig5.png", flush=True)
-    return 1 if rc != 0 or n_failed else 0
-
+from reproduce_sweep import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["fig5", *sys.argv[1:]]))

@@ -3,7 +3,8 @@
 All networks take and return signals shaped ``(N, 1, n)``. With ``channels = C`` the input
 is copied into ``C`` channels, the blocks act on ``C x C`` block convolutions, and the output
 is the channel average (Sec. 7.1.5). With ``shared = True`` all blocks use one set of
-weights (Sec. 7.1.2); otherwise each block owns its weights (Sec. 7.1.4--7.1.5).
+weights (Sec. 7.1.2); otherwise each block owns its weights (Sec. 7.1.4--7.1.5), and
+``beta > 0`` adds the smoothness regulariser of Eq. (27) (:meth:`Denoiser1D.regulariser`).
 
 Numerical parameters are trainable but constrained by reparametrisation, so that every
 value the optimiser can reach satisfies the stability condition the paper derives:
@@ -56,6 +57,7 @@ class Denoiser1D(nn.Module):
         activation: str = "perona_malik",
         lam: float = 15.0,
         kernel_init: float = 0.1,
+        beta: float = 0.0,
     ) -> None:
         super().__init__()
         self.depth = _check_positive_int("depth", depth)
@@ -63,6 +65,9 @@ class Denoiser1D(nn.Module):
         self.shared = bool(shared)
         if not kernel_init > 0:
             raise ValueError(f"model.kernel_init must be > 0, got {kernel_init}")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+            raise ValueError(f"model.beta (smoothness weight of Eq. 27) must be a number >= 0, got {beta!r}")
+        self.beta = float(beta)
         self.n_sets = 1 if self.shared else self.depth
         self.fluxes = nn.ModuleList(build_flux(activation, lam) for _ in range(self.n_sets))
         self.activation = activation
@@ -155,6 +160,29 @@ class Denoiser1D(nn.Module):
             prev, u = u, self.step(k, u, prev, ws[self.idx(k)])
         return u.mean(dim=1, keepdim=True) if self.channels > 1 else u
 
+    # -- smoothness regulariser of Sec. 7.1.4 ------------------------------------------------
+    def smooth_parameters(self) -> list[torch.Tensor]:
+        """The per-block parameters ``theta^k`` that Eq. (27) ties together, each shaped ``(n_sets, ...)``:
+        the kernels as the blocks apply them and the contrast parameters (log lambda). Numerical
+        parameters (time steps, extrapolation weights) are left out, as in the paper."""
+        groups = [torch.stack([normalise(self.w[i]) for i in range(self.n_sets)])]
+        if self.fluxes[0].has_contrast:
+            groups.append(torch.stack([fl.log_lam for fl in self.fluxes]))
+        return groups
+
+    def regulariser_steps(self) -> torch.Tensor:
+        """Time step ``tau_k`` of each block in Eq. (27): the block's own (learned) step, held fixed
+        in the regulariser so that it does not act on the numerical parameters."""
+        return torch.stack([self.tau(i) for i in range(self.n_sets)]).detach()
+
+    def regulariser(self) -> torch.Tensor | None:
+        """Eq. (27): ``beta sum_k tau_k ||(theta^k - theta^{k-1}) / tau_k||^2`` over the blocks ``k = 1..K-1``;
+        ``None`` with shared weights, ``beta = 0`` or a single block (nothing to regularise)."""
+        if self.shared or self.beta == 0 or self.depth < 2:
+            return None
+        sq = sum(((g[1:] - g[:-1]) ** 2).reshape(self.depth - 1, -1).sum(dim=1) for g in self.smooth_parameters())
+        return self.beta * (sq / self.regulariser_steps()[1:]).sum()
+
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
@@ -193,6 +221,16 @@ class ResNet(Denoiser1D):
 
     def applied_kernels(self, i):
         return {"k1": self.w1[i], "k2": self.w2[i]}
+
+    def smooth_parameters(self):
+        groups = [self.w1, self.w2, self.b1, self.b2]
+        if self.fluxes[0].has_contrast:
+            groups.append(torch.stack([fl.log_lam for fl in self.fluxes]))
+        return groups
+
+    def regulariser_steps(self):
+        """No time step is learned: ``tau = 1 / depth`` (Sec. 7.1.4)."""
+        return torch.full((self.depth,), 1.0 / self.depth)
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:

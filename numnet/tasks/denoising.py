@@ -1,5 +1,8 @@
 """LightningModule for 1D denoising (Sec. 7.1): MSE loss, Adam, PSNR with data range 255.
 
+The loss adds the model's smoothness regulariser (Eq. 27) where it has one (own weights per
+block, ``model.beta > 0``); ``train/loss`` logs the MSE alone.
+
 Wraps any ``numnet.models`` denoiser. Metrics are logged once per epoch (``train/loss``,
 ``val/psnr``, ``test/psnr``); nothing in a training step reads a value back to the host.
 The weights of the best validation epoch are kept in memory and restored at the end of
@@ -57,8 +60,9 @@ class DenoisingTask(pl.LightningModule):
         size = self.batch_size or noisy.shape[0]
         for x, y in zip(noisy.split(size), clean.split(size)):
             loss = F.mse_loss(self.model(x), y)
+            reg = self.model.regulariser() if hasattr(self.model, "regulariser") else None
             opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
+            self.manual_backward(loss if reg is None else loss + reg)
             opt.step()
             d = loss.detach() * x.shape[0]
             self._train_sum = d if self._train_sum is None else self._train_sum + d
