@@ -132,7 +132,7 @@ class Denoiser1D(nn.Module):
 
     def _block_kernels(self) -> torch.Tensor:
         """Normalised one-channel kernels of every block, shaped ``(depth, 3)``."""
-        return self._per_block(torch.stack([normalise(self.w[i]).reshape(3) for i in range(self.n_sets)]))
+        return self._per_block(normalise(self.w).reshape(self.n_sets, 3))
 
     def uses_fused(self, f: torch.Tensor) -> bool:
         from numnet.nn.fused import HAVE_NUMBA
@@ -165,7 +165,7 @@ class Denoiser1D(nn.Module):
         """The per-block parameters ``theta^k`` that Eq. (27) ties together, each shaped ``(n_sets, ...)``:
         the kernels as the blocks apply them and the contrast parameters (log lambda). Numerical
         parameters (time steps, extrapolation weights) are left out, as in the paper."""
-        groups = [torch.stack([normalise(self.w[i]) for i in range(self.n_sets)])]
+        groups = [normalise(self.w)]
         if self.fluxes[0].has_contrast:
             groups.append(torch.stack([fl.log_lam for fl in self.fluxes]))
         return groups
@@ -173,7 +173,7 @@ class Denoiser1D(nn.Module):
     def regulariser_steps(self) -> torch.Tensor:
         """Time step ``tau_k`` of each block in Eq. (27): the block's own (learned) step, held fixed
         in the regulariser so that it does not act on the numerical parameters."""
-        return torch.stack([self.tau(i) for i in range(self.n_sets)]).detach()
+        return self.tau(slice(None)).detach()
 
     def regulariser(self) -> torch.Tensor | None:
         """Eq. (27): ``beta sum_k tau_k ||(theta^k - theta^{k-1}) / tau_k||^2`` over the blocks ``k = 1..K-1``;

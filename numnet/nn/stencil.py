@@ -110,19 +110,21 @@ def apply_kt_reference(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def norm_bound(w: torch.Tensor) -> torch.Tensor:
-    r"""Upper bound ``sqrt(||K||_1 ||K||_inf) >= ||K||_2`` for kernels ``w`` (C, C, 3), any ``n >= 3``."""
+    r"""Upper bound ``sqrt(||K||_1 ||K||_inf) >= ||K||_2`` for kernels ``w`` (C, C, 3), any ``n >= 3``;
+    for a stack ``(..., C, C, 3)`` one bound per kernel set."""
     wm, w0, wp = w[..., 0], w[..., 1], w[..., 2]
     interior = wm.abs() + w0.abs() + wp.abs()
     row = torch.maximum(interior, torch.maximum((wm + w0).abs() + wp.abs(), wm.abs() + (w0 + wp).abs()))
     col = torch.maximum(interior, torch.maximum((wm + w0).abs() + wm.abs(), (w0 + wp).abs() + wp.abs()))
-    big_r = row.sum(dim=1).max()  # row sums of output channel a: sum over input channels b
-    big_s = col.sum(dim=0).max()  # column sums of input channel b: sum over output channels a
+    big_r = row.sum(dim=-1).amax(dim=-1)  # row sums of output channel a: sum over input channels b
+    big_s = col.sum(dim=-2).amax(dim=-1)  # column sums of input channel b: sum over output channels a
     return torch.sqrt(big_r * big_s)
 
 
 def normalise(w: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Kernels rescaled so that ``||K||_2 <= 1`` (Sec. 3.3; see the module docstring)."""
-    return w / (norm_bound(w) + eps)
+    """Kernels rescaled so that ``||K||_2 <= 1`` (Sec. 3.3; see the module docstring); a stack
+    ``(..., C, C, 3)`` is normalised set by set."""
+    return w / (norm_bound(w) + eps)[..., None, None, None]
 
 
 def stencil_matrix(w: torch.Tensor, n: int) -> torch.Tensor:
