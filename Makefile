@@ -18,7 +18,7 @@ PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 report-fig5 report-fig67 reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
+.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
@@ -49,6 +49,12 @@ reproduce-fig6: $(STAMP) ## Fig. 6 (time-dynamic, Eq. 27) into results/fig6 (PRO
 reproduce-fig7: $(STAMP) ## Fig. 7 (16 channels) into results/fig7 (PROFILE=quick16|paper)
 	$(SWEEP) fig7
 
+reproduce-fig9: $(STAMP) ## Fig. 9 (EED inpainting: FMG net, U-net, single grid, CG) into results/fig9 (PROFILE=quick|paper)
+	$(PY) scripts/reproduce_fig9.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
+
+report-fig9: $(STAMP) ## re-evaluate the stored Fig. 9 networks against the CG solver
+	$(PY) -m numnet.report.fig9 $(RESULTS)/fig9 --threads $(THREADS)
+
 report-fig5: $(STAMP) ## rebuild results/fig5 tables and figure from the stored run summaries
 	$(PY) -m numnet.report.fig5 $(RESULTS)/fig5
 
@@ -72,7 +78,7 @@ report: $(STAMP) ## results/REPORT.md from the committed results (one row per pa
 	$(PY) -m numnet.report.overview $(RESULTS)
 
 reproduce-all: ## every artefact on PROFILE, then the report
-	$(MAKE) reproduce-fig2 reproduce-theory reproduce-kernels reproduce-fig5 reproduce-fig6 reproduce-fig7
+	$(MAKE) reproduce-fig2 reproduce-theory reproduce-kernels reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig9
 	$(MAKE) report
 
 wandb-sync: $(STAMP) ## upload offline wandb runs (needs `wandb login` and a network)

@@ -81,3 +81,36 @@ def test_kernel_symmetry_measure():
     assert kernel_measures(k1, k1)["fit_residual"] > 0.5  # not a negated mirror
     paper = kernel_measures(torch.tensor(PAPER["k1"]).double(), torch.tensor(PAPER["k2"]).double())
     assert paper["fit_residual"] < 0.2  # the paper's own kernels satisfy the finding
+
+
+def _point(runs: Path, model, act, depth, params, test):
+    folder = runs / f"{model}-{act}-{depth}"
+    folder.mkdir(parents=True)
+    s = {"status": "complete", "model": model, "activation": act, "depth": depth, "channels": 16, "shared": False,
+         "seed": 0, "params": params, "metrics": {"val_psnr": test, "test_psnr": test}, "profile": "smoke"}
+    (folder / "summary.json").write_text(json.dumps(s))
+
+
+def test_equal_parameter_comparison_counts_resnet_points_matched_with_fewer_parameters(tmp_path):
+    from numnet.report.fig67 import beats_resnet
+
+    runs = tmp_path / "runs"
+    _point(runs, "resnet", "relu", 1, 10, 30.0)
+    _point(runs, "resnet", "relu", 2, 20, 33.0)
+    _point(runs, "symresnet", "relu", 2, 10, 31.0)   # beats the first ResNet point with as many parameters
+    _point(runs, "symresnet", "relu", 4, 25, 34.0)   # more parameters than the second: does not count for it
+    assert beats_resnet(best_of_seeds(collect(runs)), "symresnet", "relu") == (1, 2)
+
+
+def test_fig7_report_checks_the_papers_claims_and_can_say_no(tmp_path):
+    from numnet.report.fig67 import write_fig7
+
+    runs = tmp_path / "fig7" / "runs"
+    for arch, params in (("resnet", 100), ("symresnet", 50), ("dufort_frankel", 50), ("fsi", 60)):
+        for act, v in (("relu", 35.0), ("charbonnier", 34.0), ("perona_malik", 33.0)):  # reversed ranking
+            _point(runs, arch, act, 20, params, v)
+    write_fig7(tmp_path / "fig7")
+    table = (tmp_path / "fig7" / "table.md").read_text()
+    assert "| activation ranking kept, with a smaller margin than with 1 channel |" in table
+    assert "| **no** |" in table and "40.88" in table
+    assert (tmp_path / "fig7" / "fig7_params.png").stat().st_size > 0

@@ -1,0 +1,245 @@
+"""Hydra entry point for learned EED inpainting (Sec. 7.2): ``python -m numnet.inpaint [overrides]``.
+
+One run trains one network (``inpaint_model=fmg|unet|single_grid``) with the residual loss of
+Eq. (29) and writes ``summary.json`` (atomically) and ``model.pt`` into its output folder. The
+config is checked before any compute; a run whose summary is complete for the same configuration
+is skipped (a complete run of another one is an error); in a multirun a failed run writes a
+``failed`` summary and the sweep goes on.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices  # noqa: E402
+
+__all__ = ["validate_inpaint", "eed_params", "model_kwargs", "load_inpainter", "WEIGHTS_FORMAT"]
+
+WEIGHTS_FORMAT = "numnet-inpainter-v1"
+
+
+def eed_params(cfg: DictConfig):
+    from numnet.schemes.eed import EEDParams
+
+    return EEDParams(lam=float(cfg.eed.lam), sigma=float(cfg.eed.sigma), alpha=float(cfg.eed.alpha))
+
+
+def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    kw = {k: v for k, v in OmegaConf.to_container(cfg.inpaint_model, resolve=True).items() if k != "name"}
+    if "widths" in kw:
+        kw["widths"] = tuple(kw["widths"])
+    return kw
+
+
+def validate_inpaint(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` naming the key and the allowed range, before any compute."""
+    from numnet.models.inpainting import INPAINT_MODELS, build_inpainter
+
+    name = cfg.inpaint_model.name
+    if name not in INPAINT_MODELS:
+        raise ConfigError(f"inpaint_model={name!r} is unknown; choose one of {sorted(INPAINT_MODELS)}")
+    for key in ("inpaint_profile.steps", "inpaint_profile.batch_size", "inpaint_profile.n_crops",
+                "inpaint_profile.val_every", "data.n_val", "threads"):
+        v = OmegaConf.select(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
+    crop = cfg.data.crop
+    if isinstance(crop, bool) or not isinstance(crop, int) or crop < 8 or crop % 4:
+        raise ConfigError(f"data.crop must be a multiple of 4 and >= 8 (three grids), got {crop!r}")
+    if not 0 < cfg.data.density <= 1:
+        raise ConfigError(f"data.density must lie in (0, 1], got {cfg.data.density}")
+    if not cfg.inpaint_profile.lr > 0:
+        raise ConfigError(f"inpaint_profile.lr must be > 0, got {cfg.inpaint_profile.lr}")
+    try:
+        eed_params(cfg)
+        build_inpainter(name, **model_kwargs(cfg))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.logger.name not in choices("logger"):
+        raise ConfigError(f"logger={cfg.logger.name!r} is unknown; choose one of {choices('logger')}")
+
+
+def run_identity(config: dict) -> dict:
+    """What a run computes (not how it runs or logs)."""
+    return {k: config.get(k) for k in ("inpaint_model", "inpaint_profile", "eed", "data", "seed")}
+
+
+def load_inpainter(path: str | os.PathLike):
+    """A trained network from ``model.pt``; a missing or corrupt file gives a one-line error."""
+    import torch
+
+    from numnet.models.inpainting import build_inpainter
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist: train the model first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != WEIGHTS_FORMAT:
+            raise ValueError("not a numnet inpainting checkpoint")
+        model = build_inpainter(ckpt["model"], **ckpt["kwargs"])
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error for the user
+        raise ConfigError(f"checkpoint {str(path)!r} is corrupt or of another kind: {exc}") from None
+    return model.eval(), ckpt
+
+
+def _loggers(cfg: DictConfig, out_dir: Path, name: str):
+    if cfg.logger.name == "none":
+        return []
+    if cfg.logger.name == "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        return [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    from pytorch_lightning.loggers import WandbLogger
+
+    return [WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.artefact, name=name,
+                        tags=[cfg.artefact, cfg.inpaint_model.name, f"profile={cfg.inpaint_profile.name}"],
+                        save_dir=str(out_dir), mode=cfg.logger.mode, config=OmegaConf.to_container(cfg, resolve=True))]
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    import pytorch_lightning as pl
+    import torch
+
+    from numnet.data.images import TRAIN_IMAGES, VAL_IMAGES, CropBatches, crop_bank, random_masks
+    from numnet.models.inpainting import build_inpainter
+    from numnet.runinfo import atomic_torch_save, provenance
+    from numnet.tasks.inpainting import InpaintingTask
+    from numnet.train import _quiet_lightning
+
+    t0 = time.perf_counter()
+    _quiet_lightning()
+    torch.set_num_threads(int(cfg.threads))
+    p, d = cfg.inpaint_profile, cfg.data
+    bank = crop_bank(TRAIN_IMAGES, int(p.n_crops), int(d.crop), int(d.data_seed))
+    val = crop_bank(VAL_IMAGES, int(d.n_val), int(d.crop), int(d.data_seed) + 1)
+    val_masks = random_masks(val.shape, float(d.density), torch.Generator().manual_seed(int(d.data_seed) + 2))
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    model = build_inpainter(cfg.inpaint_model.name, **model_kwargs(cfg))
+    task = InpaintingTask(model, lr=float(p.lr), density=float(d.density), eed=eed_params(cfg))
+    name = f"{cfg.inpaint_model.name}-s{cfg.seed}"
+    loggers = _loggers(cfg, out_dir, name)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_steps=int(p.steps), max_epochs=-1,
+        logger=loggers or False,
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+        num_sanity_val_steps=0, log_every_n_steps=50, default_root_dir=str(out_dir),
+        **_val_schedule(int(p.val_every), int(p.n_crops) // int(p.batch_size), int(p.steps)),
+    )
+    try:
+        trainer.fit(task, train_dataloaders=CropBatches(bank, int(p.batch_size), int(cfg.seed)),
+                    val_dataloaders=_OneBatch(val, val_masks))
+        summary = {
+            "status": "complete", "name": name, "artefact": cfg.artefact, "profile": p.name,
+            "model": cfg.inpaint_model.name, "seed": int(cfg.seed), "params": model.n_params(),
+            "steps": int(trainer.global_step), "best_step": task.best_step,
+            "metrics": {"val_residual": task.best_val,
+                        "val_psnr": next((h["val_psnr"] for h in task.history if h["step"] == task.best_step), None)},
+            "history": task.history, "wall_s": round(time.perf_counter() - t0, 3),
+            "config": OmegaConf.to_container(cfg, resolve=True), "provenance": provenance(),
+        }
+        atomic_torch_save({"format": WEIGHTS_FORMAT, "model": cfg.inpaint_model.name, "kwargs": model_kwargs(cfg),
+                           "state_dict": model.state_dict(), "summary": {k: summary[k] for k in ("name", "params", "steps")}},
+                          out_dir / "model.pt")
+        return summary
+    finally:
+        if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
+            import wandb
+
+            wandb.finish()
+
+
+class _OneBatch:
+    """The validation set as a single in-memory batch."""
+
+    def __init__(self, *tensors) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self):
+        yield self.tensors
+
+
+def _val_schedule(every: int, steps_per_epoch: int, total: int) -> dict:
+    """Validate every ``every`` steps (and at the end): Lightning counts within an epoch."""
+    every = min(every, total)
+    if every <= steps_per_epoch:
+        return {"val_check_interval": every, "check_val_every_n_epoch": 1}
+    return {"val_check_interval": None, "check_val_every_n_epoch": max(1, every // max(steps_per_epoch, 1))}
+
+
+def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
+    from numnet.runinfo import RunConflict, is_complete, write_json_atomic
+    from numnet.train import _is_multirun
+
+    validate_inpaint(cfg)
+    check_writable(out_dir)
+    summary_path = out_dir / "summary.json"
+    expected = run_identity(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        done = cfg.skip_completed and is_complete(summary_path, lambda s: run_identity(s.get("config", {})), expected)
+    except RunConflict as exc:
+        raise ConfigError(str(exc)) from None
+    if done:
+        print(f"[numnet] skip {out_dir} (summary complete)", flush=True)
+        return None
+    try:
+        summary = train(cfg, out_dir)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded, then re-raised outside a sweep
+        write_json_atomic(summary_path, {"status": "failed", "name": cfg.inpaint_model.name,
+                                         "reason": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+                                         "config": OmegaConf.to_container(cfg, resolve=True)})
+        if not _is_multirun():
+            raise
+        print(f"[numnet] FAILED {out_dir}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return None
+    write_json_atomic(summary_path, summary)
+    print(f"[numnet] {summary['name']}: val residual {summary['metrics']['val_residual']:.3f} "
+          f"(val PSNR {summary['metrics']['val_psnr']:.2f} dB), {summary['params']} params, "
+          f"{summary['steps']} steps, {summary['wall_s']:.0f} s", flush=True)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="inpaint")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from numnet.train import _is_multirun
+
+    try:
+        summary = execute(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        if _is_multirun():
+            return None
+        sys.exit(2)
+    return summary["metrics"]["val_residual"] if summary else None
+
+
+if __name__ == "__main__":
+    from numnet.train import precheck_output_roots
+
+    try:
+        precheck_output_roots(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    from numnet.inpaint import main as _main
+
+    _main()

@@ -1,0 +1,85 @@
+"""Reproduce Fig. 9 (Sec. 7.2.3) into ``results/fig9/``: ``make reproduce-fig9 [PROFILE=paper]``.
+
+1. the Hydra multirun ``python -m numnet.inpaint -m inpaint_model=fmg,single_grid,unet`` (joblib
+   jobs in parallel; a finished network is skipped, so an interrupted run resumes);
+2. ``PROVENANCE.json``;
+3. the evaluation against the CG solver on the held-out image (``numnet.report.fig9``):
+   ``metrics.csv``, ``table.md``, ``fig9.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices
+from numnet.report.fig9 import evaluate_fig9
+from numnet.runinfo import git_commit, machine, read_summary, write_json_atomic
+
+MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="quick", help=f"one of {choices('inpaint_profile')}")
+    ap.add_argument("--jobs", type=int, default=2, help="parallel training jobs (joblib launcher)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    ap.add_argument("--logger", default="wandb", help=f"one of {choices('logger')}")
+    ap.add_argument("--results", default="results", help="results root; Fig. 9 goes to <results>/fig9")
+    ap.add_argument("--extra", default="", help="further Hydra overrides")
+    args = ap.parse_args(argv)
+    try:
+        if args.profile not in choices("inpaint_profile"):
+            raise ConfigError(f"profile={args.profile!r} is unknown; choose one of {choices('inpaint_profile')}")
+        if args.logger not in choices("logger"):
+            raise ConfigError(f"logger={args.logger!r} is unknown; choose one of {choices('logger')}")
+        if args.jobs < 1 or args.threads < 1:
+            raise ConfigError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
+        out = Path(args.results) / "fig9"
+        check_writable(out / "runs")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    prof = OmegaConf.load(CONFIG_DIR / "inpaint_profile" / f"{args.profile}.yaml")
+    cmd = [sys.executable, "-m", "numnet.inpaint", "-m", f"inpaint_model={MODELS}", f"inpaint_profile={args.profile}",
+           f"logger={args.logger}", f"threads={args.threads}", f"hydra.sweep.dir={out / 'runs'}"]
+    if args.jobs > 1:
+        cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]
+    cmd += shlex.split(args.extra)
+    t0, t_start = time.perf_counter(), time.time()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    print(f"[fig9] training: {shlex.join(cmd)}", flush=True)
+    rc = subprocess.call(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wall = time.perf_counter() - t0
+    trained = sum(p.stat().st_mtime >= t_start for p in (out / "runs").glob("*/summary.json"))
+    previous = read_summary(out / "PROVENANCE.json")
+    prov = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
+            "n_crops": prof.n_crops, "lr": prof.lr, "seeds": [0], "jobs": args.jobs, "threads": args.threads,
+            "git_commit": git_commit(), "machine": machine(), "started_utc": started, "sweep_wall_s": round(wall, 1),
+            "sweep_exit_code": rc, "command": shlex.join(cmd), "runs_written": trained}
+    if previous and trained == 0:
+        print("[fig9] every network was already trained; the PROVENANCE.json of that run is kept", flush=True)
+    else:
+        if previous:
+            prov["previous"] = previous
+        write_json_atomic(out / "PROVENANCE.json", prov)
+    print("[fig9] evaluating against the CG solver", flush=True)
+    try:
+        metrics = evaluate_fig9(out, threads=args.threads)
+    except (FileNotFoundError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(metrics.to_string(index=False), flush=True)
+    print(f"[fig9] {wall / 60:.1f} min training -> {out}/table.md, metrics.csv, fig9.png", flush=True)
+    return 1 if rc != 0 or len(metrics) < 4 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Learned inpainting solvers (Sec. 7.2.3): sizes, the FMG schedule and FAS transfers, training, errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from numnet.models.inpainting import FMG_ORDER, FMGNet, build_inpainter, initial_guess, prolong, restrict
+from numnet.schemes.eed import mean_abs_residual
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", ["fmg", "unet", "single_grid"])
+def test_each_network_has_about_1_2e5_parameters(name):
+    n = build_inpainter(name).n_params()
+    assert 1.0e5 <= n <= 1.3e5, n
+
+
+def test_fmg_runs_the_papers_schedule_with_fmg_steps_fas_descents_and_corrections():
+    torch.manual_seed(0)
+    net = FMGNet()
+    seen = []
+    orig = net.solve
+
+    def spy(level, x, b, mask):
+        seen.append((level, tuple(x.shape[-2:])))
+        return orig(level, x, b, mask)
+
+    net.solve = spy
+    f = torch.rand(2, 1, 32, 32) * 255
+    c = (torch.rand_like(f) < 0.3).float()
+    net(f * c, c)
+    assert [lvl for lvl, _ in seen] == list(FMG_ORDER) == [2, 1, 2, 1, 0, 1, 2, 1, 2, 1, 0]
+    assert all(shape == (32 // 2 ** lvl,) * 2 for lvl, shape in seen)
+
+
+def test_fas_coarse_problem_is_solved_by_the_restricted_fine_solution():
+    """FAS: b_H = R(b_h - N_h(x_h)) + N_H(R x_h); if x_h solves the fine problem, R x_h solves the
+    coarse one, so an exact solver leaves the coarse-grid correction x_h + P(x_H - R x_h) at x_h."""
+    torch.manual_seed(1)
+    net = FMGNet().double()
+    x = torch.rand(1, 1, 16, 16, dtype=torch.float64) * 255
+    mask = (torch.rand_like(x) < 0.3).double()
+    b = net.operator(x, mask, 0)  # x solves N_0(x) = b exactly
+    from numnet.schemes.eed import restrict_mask
+
+    mc = restrict_mask(mask)
+    b_c = restrict(b - net.operator(x, mask, 0)) + net.operator(restrict(x), mc, 1)
+    assert torch.allclose(b_c - net.operator(restrict(x), mc, 1), torch.zeros_like(b_c), atol=1e-9)
+    assert torch.equal(x + prolong(restrict(x) - restrict(x)), x)
+
+
+def test_untrained_networks_start_from_the_common_initial_guess():
+    f = torch.rand(1, 1, 16, 16) * 255
+    c = (torch.rand_like(f) < 0.3).float()
+    for name in ("unet", "single_grid"):
+        assert torch.allclose(build_inpainter(name)(f * c, c), initial_guess(f * c, c))
+
+
+def test_initial_guess_keeps_known_pixels_and_fills_with_local_averages():
+    f = torch.zeros(1, 1, 8, 8)
+    c = torch.zeros_like(f)
+    f[..., :4, :4], c[..., 0, 0] = 100.0, 1.0     # one known pixel in the top-left quarter
+    f[..., 7, 7], c[..., 7, 7] = 20.0, 1.0        # one in the far corner
+    u = initial_guess(f * c, c)
+    assert u[0, 0, 0, 0] == 100 and u[0, 0, 7, 7] == 20
+    assert u[0, 0, 1, 1] > u[0, 0, 6, 6]          # nearer the bright known pixel: brighter
+    assert float(u.min()) >= 20 and float(u.max()) <= 100
+
+
+def test_training_lowers_the_residual_loss():
+    from numnet.tasks.inpainting import InpaintingTask
+
+    torch.manual_seed(0)
+    net = build_inpainter("fmg")
+    task = InpaintingTask(net, lr=1e-3)
+    opt = task.configure_optimizers()
+    g = torch.Generator().manual_seed(0)
+    x = torch.linspace(0, 1, 32)
+    img = (120 + 100 * torch.sin(5 * x)[:, None] * torch.cos(3 * x)[None, :]).expand(4, 1, 32, 32)
+    mask = (torch.rand(img.shape, generator=g) < 0.2).float()
+    losses = []
+    for _ in range(30):
+        loss = mean_abs_residual(net(img * mask, mask), img * mask, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.99 * losses[0]
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        FMGNet()(torch.zeros(1, 1, 30, 30), torch.zeros(1, 1, 30, 30))
+    with pytest.raises(ValueError, match="unknown inpainting model"):
+        build_inpainter("resnet")
+    with pytest.raises(ValueError, match="end on h"):
+        FMGNet(order=(2, 1))
+
+
+@pytest.mark.parametrize("override,message", [("inpaint_model=vit", "inpaint_model"), ("data.crop=30", "data.crop"),
+                                              ("data.density=0", "data.density"), ("inpaint_profile.steps=0", "steps"),
+                                              ("eed.lam=-1", "eed.lam")])
+def test_inpaint_config_errors_are_one_line_before_compute(override, message, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "numnet.inpaint", override, "inpaint_profile=smoke", "logger=none",
+                        f"output_root={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert not list(tmp_path.glob("**/model.pt"))
+
+
+def test_reproduce_fig9_smoke_writes_every_artefact_and_resumes(tmp_path):
+    cmd = [sys.executable, "scripts/reproduce_fig9.py", "--profile", "smoke", "--logger", "none", "--results", str(tmp_path)]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "fig9"
+    import pandas as pd
+
+    m = pd.read_csv(out / "metrics.csv")
+    assert list(m.columns) == ["method", "params", "mean_abs_residual", "psnr_vs_cg", "psnr_vs_original", "seconds"]
+    assert sorted(m.method) == ["cg", "fmg", "single_grid", "unet"]
+    assert (out / "fig9.png").stat().st_size > 0 and "CG / net" in (out / "table.md").read_text()
+    prov = json.loads((out / "PROVENANCE.json").read_text())
+    assert prov["profile"] == "smoke" and prov["runs_written"] == 3
+    mtimes = {p: p.stat().st_mtime for p in out.glob("runs/*/summary.json")}
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "already trained" in r.stdout
+    assert all(p.stat().st_mtime == t for p, t in mtimes.items())
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    from numnet.config import ConfigError
+    from numnet.inpaint import load_inpainter
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="corrupt"):
+        load_inpainter(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_inpainter(tmp_path / "missing.pt")
