@@ -18,7 +18,7 @@ PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
+.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
@@ -74,11 +74,15 @@ bench: $(STAMP) ## training-speed benchmark into results/bench (ratios against a
 reproduce-kernels: $(STAMP) ## Sec. 7.1.3: kernels learned by the ResNet into results/kernels (PROFILE)
 	$(PY) scripts/reproduce_kernels.py $(PROFILE_ARG) --results $(RESULTS) --threads $(THREADS)
 
+reproduce-stability: $(STAMP) ## Lipschitz / norm ratios of the trained Fig. 5 and Fig. 7 networks into results/stability
+	$(PY) scripts/reproduce_stability.py --results $(RESULTS) --threads $(THREADS)
+
 report: $(STAMP) ## results/REPORT.md from the committed results (one row per paper artefact)
 	$(PY) -m numnet.report.overview $(RESULTS)
 
 reproduce-all: ## every artefact on PROFILE, then the report
 	$(MAKE) reproduce-fig2 reproduce-theory reproduce-kernels reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig9
+	$(MAKE) reproduce-stability
 	$(MAKE) report
 
 wandb-sync: $(STAMP) ## upload offline wandb runs (needs `wandb login` and a network)
