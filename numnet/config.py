@@ -10,7 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 from numnet.models import MODELS, build_model
 from numnet.nn.activations import FLUXES
 
-__all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices", "compose_config", "model_kwargs"]
+__all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices", "compose_config", "model_kwargs",
+           "check_sweep_args"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -83,6 +84,18 @@ def validate(cfg: DictConfig) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("trainer=gpu but torch sees no CUDA device (install a CUDA build: make install TORCH_SPEC=...)")
+
+
+def check_sweep_args(profile: str, profile_group: str, logger: str, jobs: int, threads: int, out: Path) -> None:
+    """The checks every reproduce script makes before it starts: known profile and logger, at least one
+    job and thread, a writable ``out/runs``."""
+    if profile not in choices(profile_group):
+        raise ConfigError(f"profile={profile!r} is unknown; choose one of {choices(profile_group)}")
+    if logger not in choices("logger"):
+        raise ConfigError(f"logger={logger!r} is unknown; choose one of {choices('logger')}")
+    if jobs < 1 or threads < 1:
+        raise ConfigError(f"--jobs and --threads must be >= 1, got {jobs} and {threads}")
+    check_writable(Path(out) / "runs")
 
 
 def check_writable(folder: str | os.PathLike) -> None:

@@ -233,13 +233,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from numnet.train import precheck_output_roots
+    from numnet.train import run_cli
 
-    try:
-        precheck_output_roots(sys.argv[1:])
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    from numnet.inpaint import main as _main
-
-    _main()
+    run_cli("numnet.inpaint")

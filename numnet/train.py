@@ -309,14 +309,19 @@ def precheck_output_roots(argv: list[str]) -> None:
             check_writable(value)
 
 
-if __name__ == "__main__":
+def run_cli(module: str) -> None:
+    """``python -m <module>``: the output-root precheck, then ``<module>.main`` imported by name, so that
+    launchers that pickle the task (joblib, submitit) find it by reference in their workers (not in
+    ``__main__``)."""
+    import importlib
+
     try:
         precheck_output_roots(sys.argv[1:])
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    # call the function of the importable module ``numnet.train`` (not of ``__main__``), so that
-    # launchers that pickle the task (joblib, submitit) find it by reference in their workers
-    from numnet.train import main as _main
+    importlib.import_module(module).main()
 
-    _main()
+
+if __name__ == "__main__":
+    run_cli("numnet.train")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices
+from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.report.fig9 import evaluate_fig9
 from numnet.runinfo import git_commit, machine, read_summary, write_json_atomic
 
@@ -36,14 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra", default="", help="further Hydra overrides")
     args = ap.parse_args(argv)
     try:
-        if args.profile not in choices("inpaint_profile"):
-            raise ConfigError(f"profile={args.profile!r} is unknown; choose one of {choices('inpaint_profile')}")
-        if args.logger not in choices("logger"):
-            raise ConfigError(f"logger={args.logger!r} is unknown; choose one of {choices('logger')}")
-        if args.jobs < 1 or args.threads < 1:
-            raise ConfigError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
         out = Path(args.results) / "fig9"
-        check_writable(out / "runs")
+        check_sweep_args(args.profile, "inpaint_profile", args.logger, args.jobs, args.threads, out)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from numnet.classical import run_classical
-from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices
+from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.report.fig5 import write_fig5
 from numnet.report.fig67 import write_fig6, write_fig7
 from numnet.runinfo import git_commit, machine, read_summary, write_json_atomic
@@ -49,14 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile == "default":
         args.profile = default_profile
     try:
-        if args.profile not in choices("profile"):
-            raise ConfigError(f"profile={args.profile!r} is unknown; choose one of {choices('profile')}")
-        if args.logger not in choices("logger"):
-            raise ConfigError(f"logger={args.logger!r} is unknown; choose one of {choices('logger')}")
-        if args.jobs < 1 or args.threads < 1:
-            raise ConfigError(f"--jobs and --threads must be >= 1, got {args.jobs} and {args.threads}")
         out = Path(args.results) / art
-        check_writable(out / "runs")
+        check_sweep_args(args.profile, "profile", args.logger, args.jobs, args.threads, out)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
