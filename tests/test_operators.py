@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from numnet.nn.stencil import (
+    fourier_bound,
     apply_k,
     apply_k_reference,
     apply_kt,
@@ -60,7 +61,7 @@ def _spectral_norm_power(w: torch.Tensor, n: int, iters: int = 500) -> float:
     return float(apply_k(u, w).norm())
 
 
-@pytest.mark.parametrize("c", [1, 16])
+@pytest.mark.parametrize("c", [1, 2, 4, 16])
 def test_normalised_norm_at_most_one_power_iteration(c, gen):
     for trial in range(5):
         w = torch.empty(c, c, 3, dtype=torch.float64).uniform_(-0.1, 0.1, generator=gen)
@@ -71,6 +72,27 @@ def test_normalised_norm_at_most_one_power_iteration(c, gen):
             exact = float(torch.linalg.matrix_norm(stencil_matrix(wn, n), 2)) if c * n <= 512 else est
             assert exact <= 1.0 + 1e-9
             assert abs(est - exact) < 1e-3 * max(exact, 1e-6) or c * n > 512
+
+
+@pytest.mark.parametrize("c", [2, 4])
+def test_fourier_bound_holds_for_boundary_heavy_kernels_at_every_length(c):
+    """Kernels that lean on the reflecting boundary (``(1, 0, 0) I`` has ``||K||_2 = sqrt(2)``) and
+    lengths 3 ... 33: the normalised operator stays at most 1 (dense matrix norm, exact)."""
+    eye = torch.eye(c, dtype=torch.float64)
+    g = torch.Generator().manual_seed(c)
+    for base in (torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, -1.0, 1.0]), torch.tensor([0.5, 0.5, 0.0])):
+        w = eye[..., None] * base.double() + 0.05 * torch.randn(c, c, 3, dtype=torch.float64, generator=g)
+        assert float(fourier_bound(w)) >= float(torch.linalg.matrix_norm(stencil_matrix(w, 17), 2))
+        for n in (3, 4, 7, 33):
+            assert float(torch.linalg.matrix_norm(stencil_matrix(normalise(w), n), 2)) <= 1.0 + 1e-9
+
+
+def test_multichannel_normalisation_is_much_less_conservative_than_the_schur_bound(gen):
+    w = torch.empty(16, 16, 3, dtype=torch.float64).uniform_(-0.1, 0.1, generator=gen)
+    true = _spectral_norm_power(w, 256)
+    assert float(fourier_bound(w)) < 0.5 * float(norm_bound(w))
+    assert _spectral_norm_power(normalise(w), 256) > 0.5  # was about 0.25 with the Schur bound alone
+    assert float(fourier_bound(w)) >= true
 
 
 def test_bound_is_tight_for_difference_kernels():

@@ -98,6 +98,9 @@ class Denoiser1D(nn.Module):
         raise NotImplementedError
 
     def _all_weights(self) -> list[dict]:
+        if hasattr(self, "w"):  # normalised kernels: all sets in one call (one batched bound)
+            kn = normalise(self.w)
+            return [self.weights(i, kn[i]) for i in range(self.n_sets)]
         return [self.weights(i) for i in range(self.n_sets)]
 
     def _lift(self, f: torch.Tensor) -> torch.Tensor:
@@ -268,8 +271,8 @@ class SymResNet(Denoiser1D):
         """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
         return normalise(self.w[i])
 
-    def weights(self, i):
-        return {"w": normalise(self.w[i]), "tau": self.tau(i), "flux": self.fluxes[i]}
+    def weights(self, i, k=None):
+        return {"w": normalise(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
 
     def step(self, k, u, u_prev, p):
         return diffusion_step(u, p["w"], p["tau"], p["flux"])
@@ -312,8 +315,8 @@ class DuFortFrankelNet(Denoiser1D):
         """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
         return normalise(self.w[i])
 
-    def weights(self, i):
-        return {"w": normalise(self.w[i]), "tau": self.tau(i), "alpha": self.alpha(i), "flux": self.fluxes[i]}
+    def weights(self, i, k=None):
+        return {"w": normalise(self.w[i]) if k is None else k, "tau": self.tau(i), "alpha": self.alpha(i), "flux": self.fluxes[i]}
 
     def step(self, k, u, u_prev, p):
         return dufort_frankel_step(u, u_prev, p["w"], p["tau"], p["alpha"], p["flux"])
@@ -363,8 +366,8 @@ class FSINet(Denoiser1D):
         """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
         return normalise(self.w[i])
 
-    def weights(self, i):
-        return {"w": normalise(self.w[i]), "tau": self.tau(i), "flux": self.fluxes[i]}
+    def weights(self, i, k=None):
+        return {"w": normalise(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
 
     def step(self, k, u, u_prev, p):
         return fsi_step(u, u_prev, p["w"], p["tau"], self.alpha(k), p["flux"])

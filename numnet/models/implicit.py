@@ -39,8 +39,8 @@ class ImplicitNet(Denoiser1D):
     def kernel(self, i: int = 0) -> torch.Tensor:
         return normalise(self.w[i])
 
-    def weights(self, i):
-        return {"w": normalise(self.w[i]), "tau": self.tau(i), "flux": self.fluxes[i]}
+    def weights(self, i, k=None):
+        return {"w": normalise(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
 
     def step(self, k, u, u_prev, p):
         return implicit_step(u, p["w"], p["tau"], p["flux"], self.inner_steps)
