@@ -68,6 +68,9 @@ class InpaintingTask(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.history.append({"step": int(self.global_step), "val_residual": res, "val_psnr": psnr})
+        name = getattr(self.model, "name", "model")
+        print(f"[numnet] {name} step {int(self.global_step)}/{self.trainer.max_steps}: val residual {res:.4f}, "
+              f"val PSNR {psnr:.2f} dB", flush=True)
         if res < self.best_val:
             self.best_val, self.best_step = res, int(self.global_step)
             self._best_state = copy.deepcopy(self.model.state_dict())
