@@ -23,6 +23,7 @@ import torch  # noqa: E402
 
 from numnet.config import ConfigError  # noqa: E402
 from numnet.report.sweep import provenance_lines, read_provenance  # noqa: E402
+from numnet.runinfo import git_commit  # noqa: E402
 
 __all__ = ["METHODS", "evaluate_fig9", "findings_fig9", "cg_time_to"]
 
@@ -66,9 +67,9 @@ def findings_fig9(metrics: pd.DataFrame) -> list[dict]:
                             f"{m.loc['unet', 'psnr_vs_cg']:.2f} dB (criterion: >= {APPROX_DB:.0f} dB)",
                     "holds": all(ok)})
         out.append({"paper": "the single-grid net does not",
-                    "ours": f"single-grid {sg:.2f} dB against the CG result; below both multiscale nets: "
-                            f"{sg < min(m.loc['fmg', 'psnr_vs_cg'], m.loc['unet', 'psnr_vs_cg'])}",
-                    "holds": bool(sg < APPROX_DB and sg < min(m.loc["fmg", "psnr_vs_cg"], m.loc["unet", "psnr_vs_cg"]))})
+                    "ours": f"single-grid {sg:.2f} dB against the CG result (FMG {m.loc['fmg', 'psnr_vs_cg']:.2f}, "
+                            f"U-net {m.loc['unet', 'psnr_vs_cg']:.2f})",
+                    "holds": bool(sg < APPROX_DB)})
         out.append({"paper": "the U-net's residual is slightly better than the FMG net's",
                     "ours": f"mean |residual| U-net {m.loc['unet', 'mean_abs_residual']:.3f}, "
                             f"FMG {m.loc['fmg', 'mean_abs_residual']:.3f}",
@@ -130,7 +131,7 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
             "cg_outer_steps": history[-1]["outer"], "cg_inner_iterations": sum(h["cg_iters"] for h in history),
             "initial_guess": {"mean_abs_residual": float(mean_abs_residual(u0, f, mask, eed)),
                               "psnr_vs_cg": _psnr(u0, ref), "psnr_vs_original": _psnr(u0, img)},
-            "threads": threads}
+            "threads": threads, "evaluation_commit": git_commit()}
     (folder / "evaluation.json").write_text(json.dumps({"info": info, "cg_history": history}, indent=1))
     _write_table(folder, metrics, info, summaries)
     _figure(folder / "fig9.png", images, mask, metrics)
@@ -146,7 +147,8 @@ def _write_table(folder: Path, metrics: pd.DataFrame, info: dict, summaries: dic
              f"{info['density']:.0%} ({info['known_pixels']} known pixels, seed {info['mask_seed']}). EED: lambda = 0.93, "
              "sigma = 0.97, delta-stencil. The reference is lagged diffusivity with CG inner solves "
              f"({info['cg_outer_steps']} outer steps, {info['cg_inner_iterations']} CG iterations in all), run until "
-             "its residual stopped falling.", ""]
+             f"its residual stopped falling or 200 outer steps. Evaluated at commit `{info['evaluation_commit']}`; "
+             "the networks were trained as recorded under Provenance.", ""]
     lines += provenance_lines(read_provenance(folder))
     lines += ["## Findings of the paper checked on this run", "", "| paper's finding (Sec. 7.2.3) | ours | holds |",
               "|---|---|---|"]
@@ -163,9 +165,18 @@ def _write_table(folder: Path, metrics: pd.DataFrame, info: dict, summaries: dic
         lines.append(f"| {LABELS[r.method]} | {r.params} | {r.mean_abs_residual:.4f} | {r.psnr_vs_cg:.2f} | "
                      f"{r.psnr_vs_original:.2f} | {r.seconds:.3f} | {t_cg if r.method != 'cg' else ''} | {ratio} |")
     u0 = info["initial_guess"]
-    lines += ["", f"For scale: the common initial guess (known pixels, their mean elsewhere) has mean |residual| "
-              f"{u0['mean_abs_residual']:.3f}, {u0['psnr_vs_cg']:.2f} dB against the CG result and "
-              f"{u0['psnr_vs_original']:.2f} dB against the original.", "",
+    lines += ["", f"For scale: the fixed pull-push interpolation that the single-grid net and the U-net start from "
+              f"(known pixels, local averages elsewhere) has mean |residual| {u0['mean_abs_residual']:.3f}, "
+              f"{u0['psnr_vs_cg']:.2f} dB against the CG result and {u0['psnr_vs_original']:.2f} dB against the original.", ""]
+    stuck = [LABELS[r.method] for r in metrics.itertuples()
+             if r.method != "cg" and abs(r.mean_abs_residual - u0["mean_abs_residual"]) <= 0.01 * u0["mean_abs_residual"]]
+    if stuck:
+        lines += [f"**Did not learn within this profile:** {', '.join(stuck)} ended within 1 % of the residual of "
+                  "their starting interpolation (see the validation residuals under Training): these networks see only "
+                  "the known data, and the residual loss moved them by less than 1 %; the FMG net, whose solvers "
+                  "see the residual of Eq. (29) on their grid, did learn. This is a finding of this profile, not "
+                  "the paper's.", ""]
+    lines += [
               "The paper reports no numbers for Fig. 9 beyond about 1.2e5 trainable parameters per network; "
               "its claims are the qualitative ones checked above.", ""]
     if profile != "paper":
