@@ -183,19 +183,12 @@ def _val_schedule(every: int, steps_per_epoch: int, total: int) -> dict:
 
 
 def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    from numnet.runinfo import RunConflict, is_complete, write_json_atomic
-    from numnet.train import _is_multirun
+    from numnet.runinfo import write_json_atomic
+    from numnet.train import _is_multirun, already_done
 
     validate_inpaint(cfg)
-    check_writable(out_dir)
     summary_path = out_dir / "summary.json"
-    expected = run_identity(OmegaConf.to_container(cfg, resolve=True))
-    try:
-        done = cfg.skip_completed and is_complete(summary_path, lambda s: run_identity(s.get("config", {})), expected)
-    except RunConflict as exc:
-        raise ConfigError(str(exc)) from None
-    if done:
-        print(f"[numnet] skip {out_dir} (summary complete)", flush=True)
+    if already_done(cfg, out_dir, run_identity):
         return None
     try:
         summary = train(cfg, out_dir)

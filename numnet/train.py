@@ -236,20 +236,29 @@ def run_identity(config: dict) -> dict:
     return {"model": model, **{k: config.get(k) for k in ("activation", "task", "profile", "seed")}}
 
 
-def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    """Validate, skip if done, train; in a multirun a failure becomes a ``failed`` summary."""
-    from numnet.runinfo import RunConflict, is_complete, provenance, write_json_atomic
+def already_done(cfg: DictConfig, out_dir: Path, identity) -> bool:
+    """Whether ``out_dir`` holds a complete run of this configuration (``identity`` of the resolved
+    config), to be skipped; a complete run of another configuration is a :class:`ConfigError`."""
+    from numnet.runinfo import RunConflict, is_complete
 
-    summary_path = out_dir / "summary.json"
-    validate(cfg)
     check_writable(out_dir)
-    expected = run_identity(OmegaConf.to_container(cfg, resolve=True))
+    expected = identity(OmegaConf.to_container(cfg, resolve=True))
     try:
-        done = cfg.skip_completed and is_complete(summary_path, lambda s: run_identity(s.get("config", {})), expected)
+        done = cfg.skip_completed and is_complete(out_dir / "summary.json", lambda s: identity(s.get("config", {})), expected)
     except RunConflict as exc:
         raise ConfigError(str(exc)) from None
     if done:
         print(f"[numnet] skip {out_dir} (summary complete)", flush=True)
+    return bool(done)
+
+
+def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
+    """Validate, skip if done, train; in a multirun a failure becomes a ``failed`` summary."""
+    from numnet.runinfo import provenance, write_json_atomic
+
+    summary_path = out_dir / "summary.json"
+    validate(cfg)
+    if already_done(cfg, out_dir, run_identity):
         return None
     t0 = time.perf_counter()
     try:

@@ -185,6 +185,16 @@ def _start(folder: Path, title: str, module_arg: str) -> tuple[pd.DataFrame, pd.
     return runs, best, profile, lines + provenance_lines(read_provenance(folder))
 
 
+def _finish_table(folder: Path, lines: list[str], runs: pd.DataFrame, best: pd.DataFrame, what: str) -> None:
+    """Anomalies, one PSNR table per activation, parameter counts, classical filters, failed runs."""
+    nets = best[best.model != "classical"]
+    lines += _anomaly_lines(best, runs.seed.nunique())
+    lines += psnr_tables(nets, what)
+    lines += params_table(nets, f"Trainable parameters by number of blocks ({what})")
+    lines += classical_lines(best) + failed_lines(runs)
+    (folder / "table.md").write_text("\n".join(lines))
+
+
 def write_fig6(folder: str | Path) -> pd.DataFrame:
     """``runs.csv``, ``table.md`` and ``fig6.png`` in ``folder`` from ``folder/runs``."""
     folder = Path(folder)
@@ -200,12 +210,7 @@ def write_fig6(folder: str | Path) -> pd.DataFrame:
             {"setting": "same, time-dynamic (own weights, Eq. 27)", "paper [dB]": PAPER_FIG6["time_dynamic"],
              "ours [dB]": None if td is None else round(td, 2), "source of ours": "this sweep"}]
     lines += ["## Against the paper's printed numbers (Sec. 7.1.4)", "", pd.DataFrame(rows).to_markdown(index=False), ""]
-    nets = best[best.model != "classical"]
-    lines += _anomaly_lines(best, runs.seed.nunique())
-    lines += psnr_tables(nets, "own weights, Eq. 27")
-    lines += params_table(nets, "Trainable parameters by number of blocks (own weights per block)")
-    lines += classical_lines(best) + failed_lines(runs)
-    (folder / "table.md").write_text("\n".join(lines))
+    _finish_table(folder, lines, runs, best, "own weights, Eq. 27")
     sweep_figure(best, folder / "fig6.png", f"Fig. 6 reproduction: 1 channel, time-dynamic (profile: {profile})", x="params")
     return runs
 
@@ -227,12 +232,7 @@ def write_fig7(folder: str | Path) -> pd.DataFrame:
              "ours [dB]": None if value(best, "symresnet", a, 20) is None else round(value(best, "symresnet", a, 20), 2)}
             for a, p in PAPER_FIG7.items()]
     lines += ["## Against the paper's printed numbers (Sec. 7.1.5)", "", pd.DataFrame(rows).to_markdown(index=False), ""]
-    nets = best[best.model != "classical"]
-    lines += _anomaly_lines(best, runs.seed.nunique())
-    lines += psnr_tables(nets, "C = 16, own weights")
-    lines += params_table(nets, "Trainable parameters by number of blocks (C = 16, own weights per block)")
-    lines += classical_lines(best) + failed_lines(runs)
-    (folder / "table.md").write_text("\n".join(lines))
+    _finish_table(folder, lines, runs, best, "C = 16, own weights")
     title = f"Fig. 7 reproduction: C = 16 channels (profile: {profile})"
     sweep_figure(best, folder / "fig7.png", title, x="depth")
     sweep_figure(best, folder / "fig7_params.png", title, x="params")
