@@ -14,6 +14,9 @@ data are imposed (Sec. 7.2.2).
   ``x_h = P x_H`` with that grid's own problem. ``N_l(x) = (1 - c_l) A_l(x) x - c_l x`` and
   ``b_l = -c_l f_l`` discretise Eq. (29) on grid ``l`` (mask restricted by "any fine pixel known").
   Each solver sees ``(x, b - N(x), c)``: its iterate, the FAS residual on its grid, and the mask.
+* :class:`InpaintUNet` and :class:`SingleGridNet` see ``(u0, r(u0), c)``: the start, the residual of
+  Eq. (29) at the start (``residual_input``; the FMG solvers see residuals too), and the mask.
+  Without the residual the residual loss did not move them from ``u0`` in a few thousand steps.
 * :class:`InpaintUNet`: U-net with additive skips, 3 scales, 2 conv layers per scale and side,
   widths ``(17, 34, 68)``, 1 x 1 projections after upsampling.
 * :class:`SingleGridNet`: 25 conv layers of 24 channels on the fine grid only.
@@ -24,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from numnet.schemes.eed import EEDParams, cell_tensor, eed_apply, restrict_mask
+from numnet.schemes.eed import EEDParams, cell_tensor, eed_apply, eed_residual, restrict_mask
 
 __all__ = ["FMG_ORDER", "SCALE", "FMGNet", "InpaintUNet", "SingleGridNet", "INPAINT_MODELS", "build_inpainter",
            "initial_guess"]
@@ -75,19 +78,38 @@ class Inpainter(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
+class Inputs(nn.Module):
+    """The start ``u0`` and the network input ``(u0, c)``, with ``residual_input`` also the residual of
+    Eq. (29) at ``u0`` (the quantity the FMG solvers see on their grids; fixed, no parameters)."""
+
+    def __init__(self, residual_input: bool, eed: EEDParams | None = None) -> None:
+        super().__init__()
+        self.residual_input = bool(residual_input)
+        self.eed = eed or EEDParams()
+        self.channels = 3 if self.residual_input else 2
+
+    def forward(self, f: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u0 = initial_guess(f, mask)
+        parts = [u0 / 255.0, mask]
+        if self.residual_input:
+            parts.insert(1, eed_residual(u0, f, mask, self.eed) / SCALE)
+        return u0, torch.cat(parts, dim=1)
+
+
 class SingleGridNet(Inpainter):
-    """25 conv layers with 24 channels on the fine grid, input ``(u0, c)``."""
+    """25 conv layers with 24 channels on the fine grid."""
 
     name = "single_grid"
 
-    def __init__(self, layers: int = 25, width: int = 24) -> None:
+    def __init__(self, layers: int = 25, width: int = 24, residual_input: bool = True) -> None:
         super().__init__()
-        self.net = conv_stack(2, width, layers)
+        self.inputs = Inputs(residual_input)
+        self.net = conv_stack(self.inputs.channels, width, layers)
 
     def forward(self, f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         _check_size(f, 1)
-        u0 = initial_guess(f, mask)
-        return u0 + SCALE * self.net(torch.cat([u0 / 255.0, mask], dim=1))
+        u0, x = self.inputs(f, mask)
+        return u0 + SCALE * self.net(x)
 
 
 class InpaintUNet(Inpainter):
@@ -95,15 +117,16 @@ class InpaintUNet(Inpainter):
 
     name = "unet"
 
-    def __init__(self, widths: tuple[int, int, int] = (17, 34, 68)) -> None:
+    def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True) -> None:
         super().__init__()
         w1, w2, w3 = widths
+        self.inputs = Inputs(residual_input)
 
         def two(ci, co):
             return nn.Sequential(nn.Conv2d(ci, co, 3, padding=1), nn.ReLU(),
                                  nn.Conv2d(co, co, 3, padding=1), nn.ReLU())
 
-        self.enc1, self.enc2, self.bottom = two(2, w1), two(w1, w2), two(w2, w3)
+        self.enc1, self.enc2, self.bottom = two(self.inputs.channels, w1), two(w1, w2), two(w2, w3)
         self.up2, self.up1 = nn.Conv2d(w3, w2, 1), nn.Conv2d(w2, w1, 1)
         self.dec2, self.dec1 = two(w2, w2), two(w1, w1)
         self.out = nn.Conv2d(w1, 1, 3, padding=1)
@@ -112,8 +135,8 @@ class InpaintUNet(Inpainter):
 
     def forward(self, f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         _check_size(f, 4)
-        u0 = initial_guess(f, mask)
-        e1 = self.enc1(torch.cat([u0 / 255.0, mask], dim=1))
+        u0, x = self.inputs(f, mask)
+        e1 = self.enc1(x)
         e2 = self.enc2(F.avg_pool2d(e1, 2))
         z = self.bottom(F.avg_pool2d(e2, 2))
         d2 = self.dec2(self.up2(F.interpolate(z, scale_factor=2, mode="nearest")) + e2)

@@ -172,10 +172,8 @@ def _write_table(folder: Path, metrics: pd.DataFrame, info: dict, summaries: dic
              if r.method != "cg" and abs(r.mean_abs_residual - u0["mean_abs_residual"]) <= 0.01 * u0["mean_abs_residual"]]
     if stuck:
         lines += [f"**Did not learn within this profile:** {', '.join(stuck)} ended within 1 % of the residual of "
-                  "their starting interpolation (see the validation residuals under Training): these networks see only "
-                  "the known data, and the residual loss moved them by less than 1 %; the FMG net, whose solvers "
-                  "see the residual of Eq. (29) on their grid, did learn. This is a finding of this profile, not "
-                  "the paper's.", ""]
+                  "their starting interpolation (see the validation residuals under Training): the residual loss moved "
+                  "them by less than 1 % in this profile. This is a finding of this profile, not the paper's.", ""]
     lines += [
               "The paper reports no numbers for Fig. 9 beyond about 1.2e5 trainable parameters per network; "
               "its claims are the qualitative ones checked above.", ""]
