@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -183,30 +182,16 @@ def _val_schedule(every: int, steps_per_epoch: int, total: int) -> dict:
 
 
 def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    from numnet.runinfo import write_json_atomic
-    from numnet.train import _is_multirun, already_done
+    """Validate, skip if done, train; in a multirun a failure becomes a ``failed`` summary."""
+    from numnet.train import execute_recorded
 
-    validate_inpaint(cfg)
-    summary_path = out_dir / "summary.json"
-    if already_done(cfg, out_dir, run_identity):
-        return None
-    try:
-        summary = train(cfg, out_dir)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:  # noqa: BLE001 - recorded, then re-raised outside a sweep
-        write_json_atomic(summary_path, {"status": "failed", "name": cfg.inpaint_model.name,
-                                         "reason": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                                         "config": OmegaConf.to_container(cfg, resolve=True)})
-        if not _is_multirun():
-            raise
-        print(f"[numnet] FAILED {out_dir}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return None
-    write_json_atomic(summary_path, summary)
-    print(f"[numnet] {summary['name']}: val residual {summary['metrics']['val_residual']:.3f} "
-          f"(val PSNR {summary['metrics']['val_psnr']:.2f} dB), {summary['params']} params, "
-          f"{summary['steps']} steps, {summary['wall_s']:.0f} s", flush=True)
-    return summary
+    def describe(s: dict) -> str:
+        m = s["metrics"]
+        return (f"[numnet] {s['name']}: val residual {m['val_residual']:.3f} (val PSNR {m['val_psnr']:.2f} dB), "
+                f"{s['params']} params, {s['steps']} steps, {s['wall_s']:.0f} s")
+
+    return execute_recorded(cfg, out_dir, validate_inpaint, run_identity, train,
+                            f"{cfg.inpaint_model.name}-s{cfg.seed}", describe)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="inpaint")
@@ -222,7 +207,7 @@ def main(cfg: DictConfig) -> float | None:
         if _is_multirun():
             return None
         sys.exit(2)
-    return summary["metrics"]["val_residual"] if summary else None
+    return summary["metrics"]["val_residual"] if summary and summary.get("status") == "complete" else None
 
 
 if __name__ == "__main__":

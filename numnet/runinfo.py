@@ -134,3 +134,37 @@ def is_complete(path: str | os.PathLike, identity: Callable[[dict], Any] | None 
             f"{s.get('profile')!r}); use another results folder (e.g. RESULTS=results-<profile>) or remove that run"
         )
     return True
+
+
+def launch_sweep(cmd: list[str], out: Path, settings: dict[str, Any], jobs: int, tag: str,
+                 extra: list[str] = (), since: float | None = None) -> tuple[int, float]:
+    """Run the Hydra multirun ``python cmd`` (joblib launcher for ``jobs > 1``, then the user's ``extra``
+    overrides, which win) whose runs land in
+    ``out/runs``, then record ``out/PROVENANCE.json``: ``settings`` plus commit, machine, start, wall
+    time, exit code, command and the number of runs written. A rerun that wrote nothing keeps the
+    record of the sweep that made the runs; a partial rerun keeps it under ``previous``.
+    ``since`` (a ``time.time()`` taken before earlier steps of the same job, e.g. the classical
+    baselines) is where the wall time and the count of written runs start. Returns the exit code and
+    the wall time in seconds."""
+    import shlex
+    import sys
+    import time
+
+    cmd = list(cmd) + (["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []) + list(extra)
+    t_start = time.time() if since is None else since
+    started = datetime.fromtimestamp(t_start, timezone.utc).isoformat(timespec="seconds")
+    print(f"[{tag}] sweep: {shlex.join(cmd)}", flush=True)
+    rc = subprocess.call([sys.executable, *cmd], env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wall = time.time() - t_start
+    trained = sum(p.stat().st_mtime >= t_start for p in (out / "runs").glob("*/summary.json"))
+    previous = read_summary(out / "PROVENANCE.json")
+    prov = {**settings, "jobs": jobs, "git_commit": git_commit(), "machine": machine(), "started_utc": started,
+            "sweep_wall_s": round(wall, 1), "sweep_exit_code": rc, "command": shlex.join([sys.executable, *cmd]),
+            "runs_written": trained}
+    if previous and trained == 0:
+        print(f"[{tag}] every run was already trained; PROVENANCE.json of the sweep that made them is kept", flush=True)
+    else:
+        if previous:
+            prov["previous"] = previous  # earlier invocations that wrote part of these runs
+        write_json_atomic(out / "PROVENANCE.json", prov)
+    return rc, wall

@@ -252,23 +252,25 @@ def already_done(cfg: DictConfig, out_dir: Path, identity) -> bool:
     return bool(done)
 
 
-def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
-    """Validate, skip if done, train; in a multirun a failure becomes a ``failed`` summary."""
+def execute_recorded(cfg: DictConfig, out_dir: Path, check, identity, train_fn, name: str, describe) -> dict | None:
+    """Check the config, skip a complete run (:func:`already_done`), train with ``train_fn`` and write
+    ``summary.json`` atomically. A failure writes a ``failed`` summary with its reason; in a multirun
+    the sweep goes on (the failed summary is returned), otherwise it is raised."""
     from numnet.runinfo import provenance, write_json_atomic
 
     summary_path = out_dir / "summary.json"
-    validate(cfg)
-    if already_done(cfg, out_dir, run_identity):
+    check(cfg)
+    if already_done(cfg, out_dir, identity):
         return None
     t0 = time.perf_counter()
     try:
-        summary = train(cfg, out_dir)
+        summary = train_fn(cfg, out_dir)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised or reported
         failed = {
             "status": "failed",
-            "name": run_name(cfg),
+            "name": name,
             "reason": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(limit=8),
             "wall_s": round(time.perf_counter() - t0, 3),
@@ -277,18 +279,23 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
         }
         write_json_atomic(summary_path, failed)
         if _is_multirun():
-            print(f"[numnet] FAILED {run_name(cfg)}: {failed['reason']}", file=sys.stderr, flush=True)
+            print(f"[numnet] FAILED {name}: {failed['reason']}", file=sys.stderr, flush=True)
             return failed
         raise
     write_json_atomic(summary_path, summary)
-    m = summary["metrics"]
-    print(
-        f"[numnet] {summary['name']}: test {m['test_psnr']:.2f} dB (val {m['val_psnr']:.2f}, "
-        f"noisy {m['noisy_test_psnr']:.2f}), {summary['params']} params, {summary['epochs']} epochs, "
-        f"{summary['wall_s']:.1f} s",
-        flush=True,
-    )
+    print(describe(summary), flush=True)
     return summary
+
+
+def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
+    """Validate, skip if done, train; in a multirun a failure becomes a ``failed`` summary."""
+
+    def describe(s: dict) -> str:
+        m = s["metrics"]
+        return (f"[numnet] {s['name']}: test {m['test_psnr']:.2f} dB (val {m['val_psnr']:.2f}, "
+                f"noisy {m['noisy_test_psnr']:.2f}), {s['params']} params, {s['epochs']} epochs, {s['wall_s']:.1f} s")
+
+    return execute_recorded(cfg, out_dir, validate, run_identity, train, run_name(cfg), describe)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

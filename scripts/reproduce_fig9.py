@@ -9,19 +9,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import subprocess
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.report.fig9 import evaluate_fig9
-from numnet.runinfo import git_commit, machine, read_summary, write_json_atomic
+from numnet.runinfo import launch_sweep
 
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
 
@@ -42,28 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     prof = OmegaConf.load(CONFIG_DIR / "inpaint_profile" / f"{args.profile}.yaml")
-    cmd = [sys.executable, "-m", "numnet.inpaint", "-m", f"inpaint_model={MODELS}", f"inpaint_profile={args.profile}",
+    cmd = ["-m", "numnet.inpaint", "-m", f"inpaint_model={MODELS}", f"inpaint_profile={args.profile}",
            f"logger={args.logger}", f"threads={args.threads}", f"hydra.sweep.dir={out / 'runs'}"]
-    if args.jobs > 1:
-        cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]
-    cmd += shlex.split(args.extra)
-    t0, t_start = time.perf_counter(), time.time()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    print(f"[fig9] training: {shlex.join(cmd)}", flush=True)
-    rc = subprocess.call(cmd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    wall = time.perf_counter() - t0
-    trained = sum(p.stat().st_mtime >= t_start for p in (out / "runs").glob("*/summary.json"))
-    previous = read_summary(out / "PROVENANCE.json")
-    prov = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
-            "n_crops": prof.n_crops, "lr": prof.lr, "seeds": [0], "jobs": args.jobs, "threads": args.threads,
-            "git_commit": git_commit(), "machine": machine(), "started_utc": started, "sweep_wall_s": round(wall, 1),
-            "sweep_exit_code": rc, "command": shlex.join(cmd), "runs_written": trained}
-    if previous and trained == 0:
-        print("[fig9] every network was already trained; the PROVENANCE.json of that run is kept", flush=True)
-    else:
-        if previous:
-            prov["previous"] = previous
-        write_json_atomic(out / "PROVENANCE.json", prov)
+    settings = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
+                "n_crops": prof.n_crops, "lr": prof.lr, "seeds": [0], "threads": args.threads}
+    rc, wall = launch_sweep(cmd, out, settings, args.jobs, "fig9", shlex.split(args.extra))
     print("[fig9] evaluating against the CG solver", flush=True)
     try:
         metrics = evaluate_fig9(out, threads=args.threads)

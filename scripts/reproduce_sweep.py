@@ -12,12 +12,9 @@ when any run failed or the sweep itself broke.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -26,7 +23,7 @@ from numnet.classical import run_classical
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.report.fig5 import write_fig5
 from numnet.report.fig67 import write_fig6, write_fig7
-from numnet.runinfo import git_commit, machine, read_summary, write_json_atomic
+from numnet.runinfo import launch_sweep
 
 
 #: artefact -> (report writer, default profile: the one whose sweep fits about 30 minutes on 2 cores)
@@ -56,54 +53,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prof = OmegaConf.load(CONFIG_DIR / "profile" / f"{args.profile}.yaml")
     seeds = ",".join(str(s) for s in prof.seeds)
-    t0 = time.perf_counter()
-    t_start = time.time()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    since = time.time()
     print(f"[{art}] profile={args.profile}: classical baselines", flush=True)
     try:  # also the check that results/<fig>/runs holds no runs of another profile
         run_classical(args.profile, out / "runs", art, args.threads)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cmd = [
-        sys.executable, "-m", "numnet.train", "-m", f"experiment={art}", f"profile={args.profile}",
-        f"seed={seeds}", f"logger={args.logger}", f"threads={args.threads}", "trainer.progress_bar=false",
-        f"results_root={args.results}",
-    ]
-    if args.jobs > 1:
-        cmd += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={args.jobs}"]
-    cmd += shlex.split(args.extra)
-    print(f"[{art}] sweep: {shlex.join(cmd)}", flush=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    rc = subprocess.call(cmd, env=env)
-    wall = time.perf_counter() - t0
-    trained = sum(p.stat().st_mtime >= t_start for p in (out / "runs").glob("*/summary.json"))
-    previous = read_summary(out / "PROVENANCE.json")
-    prov = {
-        "artefact": art,
-        "profile": args.profile,
-        "dataset": {"n_train": prof.n_train, "n_val": prof.n_val, "n_test": prof.n_test},
-        "epochs": prof.max_epochs,
-        "batch_size": prof.batch_size,
-        "lr": prof.lr,
-        "seeds": list(prof.seeds),
-        "jobs": args.jobs,
-        "threads": args.threads,
-        "git_commit": git_commit(),
-        "machine": machine(),
-        "started_utc": started,
-        "sweep_wall_s": round(wall, 1),
-        "sweep_exit_code": rc,
-        "command": shlex.join(cmd),
-        "runs_written": trained,
-    }
-    if previous and trained == 0:
-        # a resume that trained nothing: the record of the sweep that produced the runs stays
-        print(f"[{art}] every run was already complete; PROVENANCE.json of the sweep that made them is kept", flush=True)
-    else:
-        if previous:
-            prov["previous"] = previous  # earlier invocations that wrote part of these runs
-        write_json_atomic(out / "PROVENANCE.json", prov)
+    cmd = ["-m", "numnet.train", "-m", f"experiment={art}", f"profile={args.profile}", f"seed={seeds}",
+           f"logger={args.logger}", f"threads={args.threads}", "trainer.progress_bar=false",
+           f"results_root={args.results}"]
+    settings = {"artefact": art, "profile": args.profile,
+                "dataset": {"n_train": prof.n_train, "n_val": prof.n_val, "n_test": prof.n_test},
+                "epochs": prof.max_epochs, "batch_size": prof.batch_size, "lr": prof.lr, "seeds": list(prof.seeds),
+                "threads": args.threads}
+    rc, wall = launch_sweep(cmd, out, settings, args.jobs, art, shlex.split(args.extra), since)
     runs = write_report(out)
     n_failed = int((runs.status != "complete").sum())
     print(f"[{art}] {len(runs)} runs ({n_failed} failed) in {wall / 60:.1f} min -> {out}/table.md, {art}.png", flush=True)

@@ -92,6 +92,14 @@ def shared_symresnet_pm7(folder: Path) -> float | None:
     return None if best.empty else value(best, "symresnet", "perona_malik", 7)
 
 
+def one_channel_margins(root: Path) -> dict | None:
+    """Perona-Malik minus ReLU at the largest depth per architecture in ``root/fig5`` (1 channel)."""
+    if not (root / "fig5" / "runs").is_dir():
+        return None
+    b5 = best_of_seeds(collect(root / "fig5" / "runs"))
+    return None if b5.empty else _ranking(b5)[2]
+
+
 def findings_fig6(best: pd.DataFrame, shared7: float | None) -> list[dict]:
     out = [_dominance_finding(best, ["charbonnier", "perona_malik"])]
     pm = best[(best.model != "classical") & (best.activation == "perona_malik")].test_psnr
@@ -231,11 +239,7 @@ def write_fig7(folder: str | Path) -> pd.DataFrame:
                            "few steps; the symmetric networks (one normalised kernel per block, no bias) barely move "
                            "from their start, so the paper's comparisons at equal parameters cannot be judged here.",
                            read_provenance(folder))
-    margin_1ch = None
-    if (folder.parent / "fig5" / "runs").is_dir():
-        b5 = best_of_seeds(collect(folder.parent / "fig5" / "runs"))
-        margin_1ch = _ranking(b5)[2] if not b5.empty else None
-    lines += _findings_lines(findings_fig7(best, margin_1ch), "Sec. 7.1.5")
+    lines += _findings_lines(findings_fig7(best, one_channel_margins(folder.parent)), "Sec. 7.1.5")
     rows = [{"setting": f"SymResNet, {LABELS[a]}, 20 blocks, C = 16", "paper [dB]": p,
              "ours [dB]": None if value(best, "symresnet", a, 20) is None else round(value(best, "symresnet", a, 20), 2)}
             for a, p in PAPER_FIG7.items()]

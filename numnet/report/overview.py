@@ -114,8 +114,7 @@ def _sweep(root: Path, fig: str, name: str, claim: str) -> list[str]:
             f"{td:.2f} dB | {profile} | {_yes(abs(td - fig67.PAPER_FIG6['time_dynamic']) <= 0.5)} (within 0.5 dB) | "
             f"[{fig}.png]({fig}/{fig}.png) |"]
     else:
-        b5 = best_of_seeds(collect(root / "fig5" / "runs")) if (root / "fig5" / "runs").is_dir() else None
-        found = fig67.findings_fig7(best, None if b5 is None or b5.empty else fig67._ranking(b5)[2])
+        found = fig67.findings_fig7(best, fig67.one_channel_margins(root))
         extra = []
         for act, paper in fig67.PAPER_FIG7.items():
             v = fig67.value(best, "symresnet", act, 20)
