@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from numnet.schemes.eed import EEDParams, cell_tensor, eed_apply, eed_residual, restrict_mask
+from numnet.schemes.eed import EEDParams, eed_residual, restrict_mask
 
 __all__ = ["FMG_ORDER", "SCALE", "FMGNet", "InpaintUNet", "SingleGridNet", "INPAINT_MODELS", "build_inpainter",
            "initial_guess"]
@@ -172,8 +172,7 @@ class FMGNet(Inpainter):
 
     def operator(self, x: torch.Tensor, mask: torch.Tensor, level: int) -> torch.Tensor:
         """``N_l(x) = (1 - c) A_l(x) x - c x`` on grid ``l`` (grid size ``2^l``)."""
-        h = float(2 ** level)
-        return (1.0 - mask) * eed_apply(x, cell_tensor(x, self.eed, h), self.eed.alpha, h) - mask * x
+        return eed_residual(x, 0.0, mask, self.eed, float(2 ** level))  # Eq. (29) with f = 0
 
     def solve(self, level: int, x: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         res = b - self.operator(x, mask, level)

@@ -120,7 +120,12 @@ def eed_apply(u: torch.Tensor, tensor: tuple[torch.Tensor, torch.Tensor, torch.T
 def eed_residual(u: torch.Tensor, f: torch.Tensor, mask: torch.Tensor, p: EEDParams = EEDParams(),
                  h: float = 1.0) -> torch.Tensor:
     """Residual of the discretised Eq. (29): ``r(u) = (1 - c) A(u) u - c (u - f)``."""
-    return (1.0 - mask) * eed_apply(u, cell_tensor(u, p, h), p.alpha, h) - mask * (u - f)
+    return _residual(u, f, mask, cell_tensor(u, p, h), p.alpha, h)
+
+
+def _residual(u, f, mask, tensor, alpha: float, h: float = 1.0) -> torch.Tensor:
+    """Eq. (29) residual with the diffusion tensor given (``A`` frozen at ``tensor``)."""
+    return (1.0 - mask) * eed_apply(u, tensor, alpha, h) - mask * (u - f)
 
 
 def mean_abs_residual(u: torch.Tensor, f: torch.Tensor, mask: torch.Tensor, p: EEDParams = EEDParams()) -> torch.Tensor:
@@ -181,17 +186,14 @@ def cg_inpaint(f: torch.Tensor, mask: torch.Tensor, p: EEDParams = EEDParams(), 
         u0 = torch.where(known, f, mean.expand_as(f))
     u = torch.where(known, f, u0)
     free = (~known).to(f.dtype)
+    fk = torch.where(known, f, torch.zeros_like(f))
     t0 = time.perf_counter()
-    history = [{"outer": 0, "cg_iters": 0, "seconds": 0.0, "mean_abs_residual": float(mean_abs_residual(u, f, mask, p))}]
-    best, best_r, since = u, history[0]["mean_abs_residual"], 0
-    for k in range(1, max_outer + 1):
+    history: list[dict] = []
+    best, best_r, since, its = u, math.inf, 0, 0
+    for k in range(max_outer + 1):
+        # one diffusion tensor per iterate: it gives the residual of u_k and the frozen A_k
         tens = cell_tensor(u, p)
-        fk = torch.where(known, f, torch.zeros_like(f))
-        rhs = free * eed_apply(fk, tens, p.alpha)                       # (A_k)_UK f_K on U
-        apply = lambda v: -free * eed_apply(free * v, tens, p.alpha)    # (-A_k)_UU, zero outside U
-        x, its = _cg(apply, rhs, free * u, cg_tol, max_cg)
-        u = torch.where(known, f, x)
-        r = float(mean_abs_residual(u, f, mask, p))
+        r = float(_residual(u, f, mask, tens, p.alpha).abs().mean())
         history.append({"outer": k, "cg_iters": its, "seconds": time.perf_counter() - t0, "mean_abs_residual": r})
         if r < best_r * (1 - 1e-4):
             best, best_r, since = u, r, 0
@@ -199,4 +201,10 @@ def cg_inpaint(f: torch.Tensor, mask: torch.Tensor, p: EEDParams = EEDParams(), 
             since += 1
             if since >= patience:
                 break
+        if k == max_outer:
+            break
+        rhs = free * eed_apply(fk, tens, p.alpha)                       # (A_k)_UK f_K on U
+        apply = lambda v: -free * eed_apply(free * v, tens, p.alpha)    # (-A_k)_UU, zero outside U
+        x, its = _cg(apply, rhs, free * u, cg_tol, max_cg)
+        u = torch.where(known, f, x)
     return best, history
