@@ -63,3 +63,47 @@ def test_chunked_steps_equal_one_step_per_batch():
             task.training_step(batch, 0)
         params.append(torch.cat([p.detach().flatten() for p in task.parameters()]))
     assert torch.allclose(params[0], params[1], atol=1e-6, rtol=1e-6)
+
+
+def test_fused_adam_takes_the_standard_adam_steps():
+    """The task's fused Adam moves the parameters as the standard implementation does."""
+    params = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        task = DenoisingTask(SymResNet(depth=3, activation="perona_malik"), lr=1e-2)
+        start = torch.cat([p.detach().flatten() for p in task.parameters()])
+        opt = task.configure_optimizers() if fused else torch.optim.Adam(task.parameters(), lr=1e-2)
+        assert opt.defaults["fused"] is (True if fused else None)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(20):
+            x = 50 * torch.randn(8, 1, 32, generator=gen)
+            loss = ((task.model(x) - x) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        params.append(torch.cat([p.detach().flatten() for p in task.parameters()]))
+        assert float((params[-1] - start).abs().min()) > 1e-3  # every parameter moved
+    assert torch.allclose(params[0], params[1], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["charbonnier", "perona_malik"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_compiled_flux_equals_formula(act, dtype, tol, gen):
+    """The compiled contrast flux: same values, input gradients and lambda gradient as the formula."""
+    from numnet.nn.activations import build_flux
+
+    compiled, formula = build_flux(act, lam=7.0).to(dtype), build_flux(act, lam=7.0).to(dtype)
+    formula.compiled = False
+    s = 20 * torch.randn(3, 4, 50, generator=gen, dtype=dtype)
+    weight = torch.randn(3, 4, 50, generator=gen, dtype=dtype)
+    res = []
+    for flux in (compiled, formula):
+        x = s.clone().requires_grad_()
+        out = flux(x)
+        (out * weight).sum().backward()
+        res.append((out.detach(), x.grad, flux.log_lam.grad, type(out.grad_fn).__name__))
+    (a, ga, la, node_a), (b, gb, lb, node_b) = res
+    assert node_a == "_FusedFluxBackward" and node_b != node_a  # the compiled kernel ran, the formula did not
+    assert torch.allclose(a, b, rtol=tol, atol=tol * float(b.abs().max()))
+    assert torch.allclose(ga, gb, rtol=10 * tol, atol=10 * tol * float(gb.abs().max()))
+    assert abs(float(la) - float(lb)) <= 100 * tol * abs(float(lb)) and float(lb) != 0.0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -125,33 +126,30 @@ class Denoiser1D(nn.Module):
     fused: bool = False
 
     def fused_coefficients(self):
-        """``(kernels (D, 3), a, b, c)`` of ``u^{k+1} = a u^k - b K^T Phi(K u^k) + c u^{k-1}`` per block, or
-        ``None`` where the architecture has no such form."""
+        """``(a, b, c)``, each ``(D,)``, of ``u^{k+1} = a u^k - b K^T Phi(K u^k) + c u^{k-1}`` per block, or
+        ``None`` where the architecture has no such form (the kernels are ``self.w``, normalised inside)."""
         return None
 
     def _per_block(self, x: torch.Tensor) -> torch.Tensor:
         """Per-set values (first dimension ``n_sets``) repeated for the blocks that use them."""
         return x.expand(self.depth, *x.shape[1:]) if self.shared else x
 
-    def _block_kernels(self) -> torch.Tensor:
-        """Normalised one-channel kernels of every block, shaped ``(depth, 3)``."""
-        return self._per_block(normalise(self.w).reshape(self.n_sets, 3))
-
     def uses_fused(self, f: torch.Tensor) -> bool:
         from numnet.nn.fused import HAVE_NUMBA
 
-        return (self.fused and HAVE_NUMBA and self.channels == 1 and f.device.type == "cpu"
+        return (self.fused and HAVE_NUMBA and self.channels == 1 and f.device.type == "cpu" and f.shape[-1] >= 3
                 and type(self).fused_coefficients is not Denoiser1D.fused_coefficients)
 
     def _fused_forward(self, f: torch.Tensor) -> torch.Tensor:
         from numnet.nn.fused import fused_two_step
 
-        kern, a, b, c = self.fused_coefficients()
+        a, b, c = self.fused_coefficients()
         if self.fluxes[0].has_contrast:
             lams = self._per_block(torch.stack([fl.lam for fl in self.fluxes]))
         else:
             lams = torch.ones(self.depth, dtype=f.dtype)
-        return fused_two_step(f, kern, a, b, c, lams, self.activation)
+        idx = np.zeros(self.depth, dtype=np.int64) if self.shared else np.arange(self.depth, dtype=np.int64)
+        return fused_two_step(f, self.w, idx, a, b, c, lams, self.activation)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         u = self._lift(f)
@@ -279,7 +277,7 @@ class SymResNet(Denoiser1D):
 
     def fused_coefficients(self):
         taus = self._per_block((2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw))
-        return self._block_kernels(), torch.ones_like(taus), taus, torch.zeros_like(taus)
+        return torch.ones_like(taus), taus, torch.zeros_like(taus)
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
@@ -325,7 +323,7 @@ class DuFortFrankelNet(Denoiser1D):
         tau = self._per_block(F.softplus(self.tau_raw))
         alpha = self._per_block(self.lipschitz / 4.0 + F.softplus(self.alpha_raw))
         c_now, c_prev = dufort_frankel_weights(tau, alpha)
-        return self._block_kernels(), c_now, c_now * 0.5 / alpha, c_prev
+        return c_now, c_now * 0.5 / alpha, c_prev
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
@@ -375,7 +373,7 @@ class FSINet(Denoiser1D):
     def fused_coefficients(self):
         tau = self._per_block((2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw))
         alpha = 2.0 * torch.sigmoid(self.alpha_raw)  # one per block
-        return self._block_kernels(), alpha, alpha * tau, 1.0 - alpha
+        return alpha, alpha * tau, 1.0 - alpha
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:

@@ -4,26 +4,36 @@ r"""Fused CPU kernel for one-channel networks of the two-step form (Eq. 11, 20, 
 
 covers the symmetric ResNet ``(1, tau, 0)``, Du Fort--Frankel (Eq. 20) and FSI (Eq. 21). The eager
 PyTorch path spends its time in per-operation overhead (a block is about twenty small tensor
-operations forward and forty backward); here the whole network is one autograd ``Function``
-whose forward and backward are single numba-compiled loops over the signals, with gradients
-derived by hand. With ``g = dL/du^{k+1}`` (total), ``s = K_k u^k`` and ``S_t`` the reflecting
-shift by ``t - 1``:
+operations forward and forty backward); here the whole network, including the normalisation of
+the kernels (Sec. 3.3), is one autograd ``Function`` whose forward and backward are single
+numba-compiled calls with gradients derived by hand. With ``g = dL/du^{k+1}`` (total),
+``s = K_k u^k`` and ``S_t`` the reflecting shift by ``t - 1``:
 
 .. math::
     \frac{\partial L}{\partial u^k} = a_k g - b_k K_k^\top\big(\Phi'(s) \odot K_k g\big)
         + c_{k+1} \frac{\partial L}{\partial u^{k+2}}, \quad
     \frac{\partial L}{\partial a_k} = \langle g, u^k\rangle, \quad
-    \frac{\partial L}{\partial b_k} = -\langle g, K_k^\top \Phi(s)\rangle, \quad
+    \frac{\partial L}{\partial b_k} = -\langle K_k g, \Phi(s)\rangle, \quad
     \frac{\partial L}{\partial c_k} = \langle g, u^{k-1}\rangle,
 
     \frac{\partial L}{\partial \lambda_k} = -b_k \langle K_k g, \partial_\lambda \Phi(s)\rangle, \quad
     \frac{\partial L}{\partial w_{k,t}} = -b_k\big(\langle S_t g, \Phi(s)\rangle
         + \langle K_k g \odot \Phi'(s), S_t u^k\rangle\big).
 
-Only the states are kept for the backward pass (``D + 1`` signals); ``s``, ``Phi`` and ``K g`` are
-recomputed on the fly. The tests compare values and gradients with the eager reference path.
+The kernels enter raw: ``w / (nu(w) + eps)`` with the bound ``nu = sqrt(R S)`` of
+:func:`numnet.nn.stencil.norm_bound` is applied inside, and its gradient is chained by hand (ties of
+the maxima split the gradient in halves, as ``torch.maximum`` does).
+
+Layout for speed: every loop over a signal has its two boundary samples peeled off, so the
+interior loops are branch-free and vectorise; each signal runs through all blocks while it sits in
+the L1 cache; the flux is fixed at compile time (one specialisation per activation), so no branch
+on it remains in an inner loop. Only the states are kept for the backward pass (``D + 1``
+signals); ``s``, ``Phi`` and ``K g`` are recomputed. The tests compare values and gradients with
+the eager reference path.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -35,179 +45,339 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "FLUX_CODES", "fused_two_step"]
+__all__ = ["HAVE_NUMBA", "FLUX_CODES", "fused_flux", "fused_two_step"]
 
-#: flux name -> code used inside the kernels
+#: flux name -> code of the kernel specialisation
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
 
+#: ``eps`` of :func:`numnet.nn.stencil.normalise`
+_EPS = 1e-12
+
+_KERNELS: dict[int, tuple] = {}
+
 if HAVE_NUMBA:
-    _jit = numba.njit(cache=True, fastmath=True, nogil=True)
+    _jit = numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
 
     @_jit
-    def _flux(s, lam, code):
-        """Returns (Phi, Phi', dPhi/dlambda)."""
-        if code == 0:
-            if s > 0:
-                return s, 1.0, 0.0
-            return 0.0, 0.0, 0.0
-        if code == 3:
-            return s, 1.0, 0.0
-        q = s * s / (lam * lam)
-        if code == 1:
-            r = 1.0 / np.sqrt(1.0 + q)
-            r3 = r * r * r
-            return s * r, r3, q * s / lam * r3
-        d = 1.0 / (1.0 + q)
-        return s * d, (1.0 - q) * d * d, 2.0 * q * s / lam * d * d
+    def _dmax(x, y):
+        """Weights of ``max(x, y)``'s gradient on (x, y), ties split in halves like ``torch.maximum``."""
+        if x > y:
+            return 1.0, 0.0
+        if x < y:
+            return 0.0, 1.0
+        return 0.5, 0.5
 
     @_jit
-    def _stencil(x, k0, k1, k2, pad, out):
-        """out = K x with reflecting boundaries (pad: scratch of length n + 2)."""
-        n = x.shape[0]
-        pad[0] = x[0]
-        pad[n + 1] = x[n - 1]
-        for i in range(n):
-            pad[i + 1] = x[i]
-        for i in range(n):
-            out[i] = k0 * pad[i] + k1 * pad[i + 1] + k2 * pad[i + 2]
+    def _normalise(w, idx, kern, nu):
+        """``kern[d] = w[idx[d]] / (sqrt(R S) + eps)`` for one-channel kernel sets ``w`` (S, 3)."""
+        for j in range(w.shape[0]):
+            wm, w0, wp = w[j, 0], w[j, 1], w[j, 2]
+            inner = abs(wm) + abs(w0) + abs(wp)
+            row = max(inner, max(abs(wm + w0) + abs(wp), abs(wm) + abs(w0 + wp)))
+            col = max(inner, max(abs(wm + w0) + abs(wm), abs(w0 + wp) + abs(wp)))
+            nu[j] = math.sqrt(row * col) + _EPS
+        for d in range(idx.shape[0]):
+            j = idx[d]
+            for t in range(3):
+                kern[d, t] = w[j, t] / nu[j]
 
     @_jit
-    def _stencil_t(y, k0, k1, k2, pad, out):
-        """out = K^T y: mirrored kernel on the zero-extended y plus the folded ghost terms."""
-        n = y.shape[0]
-        pad[0] = 0.0
-        pad[n + 1] = 0.0
-        for i in range(n):
-            pad[i + 1] = y[i]
-        for j in range(n):
-            out[j] = k2 * pad[j] + k1 * pad[j + 1] + k0 * pad[j + 2]
-        out[0] += k0 * y[0]
-        out[n - 1] += k2 * y[n - 1]
+    def _normalise_backward(w, nu, g_kern, g_w):
+        """Chains ``g_kern`` (per set, w.r.t. the normalised kernels) back to the raw kernels."""
+        for j in range(w.shape[0]):
+            wm, w0, wp = w[j, 0], w[j, 1], w[j, 2]
+            sm, s0, sp = np.sign(wm), np.sign(w0), np.sign(wp)
+            smo, sop = np.sign(wm + w0), np.sign(w0 + wp)
+            inner = abs(wm) + abs(w0) + abs(wp)
+            e1, e2 = abs(wm + w0) + abs(wp), abs(wm) + abs(w0 + wp)
+            c1, c2 = abs(wm + w0) + abs(wm), abs(w0 + wp) + abs(wp)
+            # d row / d w
+            p_in, p_e = _dmax(inner, max(e1, e2))
+            q1, q2 = _dmax(e1, e2)
+            dr0 = p_in * sm + p_e * (q1 * smo + q2 * sm)
+            dr1 = p_in * s0 + p_e * (q1 * smo + q2 * sop)
+            dr2 = p_in * sp + p_e * (q1 * sp + q2 * sop)
+            row = max(inner, max(e1, e2))
+            # d col / d w
+            p_in, p_c = _dmax(inner, max(c1, c2))
+            q1, q2 = _dmax(c1, c2)
+            dc0 = p_in * sm + p_c * q1 * (smo + sm)
+            dc1 = p_in * s0 + p_c * (q1 * smo + q2 * sop)
+            dc2 = p_in * sp + p_c * q2 * (sop + sp)
+            col = max(inner, max(c1, c2))
+            root = math.sqrt(row * col)
+            n = float(nu[j])
+            dot = (g_kern[j, 0] * wm + g_kern[j, 1] * w0 + g_kern[j, 2] * wp) / (n * n)
+            scale = dot / (2.0 * root) if root > 0 else 0.0
+            g_w[j, 0] = g_kern[j, 0] / n - scale * (col * dr0 + row * dc0)
+            g_w[j, 1] = g_kern[j, 1] / n - scale * (col * dr1 + row * dc1)
+            g_w[j, 2] = g_kern[j, 2] / n - scale * (col * dr2 + row * dc2)
 
-    @_jit
-    def _forward(u0, kern, coef_a, coef_b, coef_c, lam, code, states):
-        """u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}, with u^{-1} := u^0."""
-        depth = kern.shape[0]
-        rows, n = u0.shape
-        s = np.empty(n, dtype=u0.dtype)
-        phi = np.empty(n, dtype=u0.dtype)
-        v = np.empty(n, dtype=u0.dtype)
-        pad = np.empty(n + 2, dtype=u0.dtype)
-        states[0] = u0
-        for d in range(depth):
-            k0, k1, k2, lm = kern[d, 0], kern[d, 1], kern[d, 2], lam[d]
-            a, bb, c = coef_a[d], coef_b[d], coef_c[d]
-            prev = d - 1 if d > 0 else 0
+    def _specialise(code: int):
+        """Forward and backward kernels with the flux ``code`` fixed at compile time."""
+
+        @_jit
+        def flux(s, lam, one):
+            """``Phi(s)``."""
+            if code == 0:
+                return s if s > 0 else s - s
+            if code == 3:
+                return s
+            q = s * s / (lam * lam)
+            if code == 1:
+                return s / np.sqrt(one + q)
+            return s / (one + q)
+
+        @_jit
+        def flux3(s, lam, one):
+            """``(Phi(s), Phi'(s), dPhi/dlambda)``."""
+            zero = s - s
+            if code == 0:
+                return (s, one, zero) if s > 0 else (zero, zero, zero)
+            if code == 3:
+                return s, one, zero
+            q = s * s / (lam * lam)
+            if code == 1:
+                r = one / np.sqrt(one + q)
+                r3 = r * r * r
+                return s * r, r3, q * s / lam * r3
+            d = one / (one + q)
+            two = one + one
+            return s * d, (one - q) * d * d, two * q * s / lam * d * d
+
+        @_jit
+        def block_forward(u, up, out, phi, k0, k1, k2, lm, a, bb, c, one):
+            """``out = a u - b K^T Phi(K u) + c up`` for one signal (``phi``: scratch)."""
+            n = u.shape[0]
+            phi[0] = flux((k0 + k1) * u[0] + k2 * u[1], lm, one)
+            for i in range(1, n - 1):
+                phi[i] = flux(k0 * u[i - 1] + k1 * u[i] + k2 * u[i + 1], lm, one)
+            phi[n - 1] = flux(k0 * u[n - 2] + (k1 + k2) * u[n - 1], lm, one)
+            out[0] = a * u[0] - bb * ((k0 + k1) * phi[0] + k0 * phi[1]) + c * up[0]
+            for i in range(1, n - 1):
+                out[i] = a * u[i] - bb * (k2 * phi[i - 1] + k1 * phi[i] + k0 * phi[i + 1]) + c * up[i]
+            out[n - 1] = a * u[n - 1] - bb * (k2 * phi[n - 2] + (k1 + k2) * phi[n - 1]) + c * up[n - 1]
+
+        @_jit
+        def forward(u0, w, idx, coef_a, coef_b, coef_c, lam, states):
+            """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``), signal by
+            signal through all blocks; ``states[k]`` receives ``u^k``. Returns the normalised kernels
+            (D, 3) and the bounds ``nu`` (S,)."""
+            depth = idx.shape[0]
+            rows, n = u0.shape
+            dt = u0.dtype
+            kern = np.empty((depth, 3), dtype=dt)
+            nu = np.empty(w.shape[0], dtype=dt)
+            _normalise(w, idx, kern, nu)
+            phi = np.empty(n, dtype=dt)
+            one = dt.type(1.0)
             for b in range(rows):
-                u = states[d, b]
-                up = states[prev, b]
-                _stencil(u, k0, k1, k2, pad, s)
-                for i in range(n):
-                    phi[i] = _flux(s[i], lm, code)[0]
-                _stencil_t(phi, k0, k1, k2, pad, v)
-                out = states[d + 1, b]
-                for i in range(n):
-                    out[i] = a * u[i] - bb * v[i] + c * up[i]
+                states[0, b] = u0[b]
+                for d in range(depth):
+                    block_forward(states[d, b], states[d - 1 if d > 0 else 0, b], states[d + 1, b], phi,
+                                  kern[d, 0], kern[d, 1], kern[d, 2], lam[d], coef_a[d], coef_b[d], coef_c[d], one)
+            return kern, nu
 
-    @_jit
-    def _backward(states, kern, coef_a, coef_b, coef_c, lam, code, grad_out, g_kern, g_a, g_b, g_c, g_lam):
-        depth = kern.shape[0]
-        rows, n = grad_out.shape
-        g = grad_out.copy()          # total dL/du^{d+1}
-        g2 = np.zeros_like(g)        # part of dL/du^{d} that arrives through the c-term of block d+1
-        s = np.empty(n, dtype=g.dtype)
-        phi = np.empty(n, dtype=g.dtype)
-        dphi = np.empty(n, dtype=g.dtype)
-        kg = np.empty(n, dtype=g.dtype)
-        w = np.empty(n, dtype=g.dtype)
-        v = np.empty(n, dtype=g.dtype)
-        pad = np.empty(n + 2, dtype=g.dtype)
-        for d in range(depth - 1, -1, -1):
-            k0, k1, k2, lm = kern[d, 0], kern[d, 1], kern[d, 2], lam[d]
-            a, bb, c = coef_a[d], coef_b[d], coef_c[d]
-            prev = d - 1 if d > 0 else 0
-            acc_a = 0.0
-            acc_b = 0.0
-            acc_c = 0.0
-            acc_lam = 0.0
-            a0 = 0.0
-            a1 = 0.0
-            a2 = 0.0
+        @_jit
+        def block_sums(u, up, g, kd, ph, k0, k1, k2, lm, one):
+            """For one signal: ``kd = Phi'(s) . K g`` and ``ph = Phi(s)`` (``s = K u``) into scratch, and the
+            sums ``<g, u>``, ``<Kg, Phi>``, ``<g, up>``, ``<Kg, dPhi/dlambda>`` and the three taps
+            ``sum_i g[r(i+t)] Phi_i + kd_i u[r(i+t)]`` (``r`` the reflection). Two loops: one loop doing
+            all of it does not vectorise."""
+            n = u.shape[0]
+            f, fp, fl = flux3((k0 + k1) * u[0] + k2 * u[1], lm, one)
+            kg = (k0 + k1) * g[0] + k2 * g[1]
+            kd[0] = kg * fp
+            ph[0] = f
+            s_b = kg * f
+            s_l = kg * fl
+            f, fp, fl = flux3(k0 * u[n - 2] + (k1 + k2) * u[n - 1], lm, one)
+            kg = k0 * g[n - 2] + (k1 + k2) * g[n - 1]
+            kd[n - 1] = kg * fp
+            ph[n - 1] = f
+            s_b += kg * f
+            s_l += kg * fl
+            for i in range(1, n - 1):
+                f, fp, fl = flux3(k0 * u[i - 1] + k1 * u[i] + k2 * u[i + 1], lm, one)
+                kg = k0 * g[i - 1] + k1 * g[i] + k2 * g[i + 1]
+                kd[i] = kg * fp
+                ph[i] = f
+                s_b += kg * f
+                s_l += kg * fl
+            s_a = g[0] * u[0] + g[n - 1] * u[n - 1]
+            s_c = g[0] * up[0] + g[n - 1] * up[n - 1]
+            s0 = g[0] * ph[0] + kd[0] * u[0] + g[n - 2] * ph[n - 1] + kd[n - 1] * u[n - 2]
+            s1 = g[0] * ph[0] + kd[0] * u[0] + g[n - 1] * ph[n - 1] + kd[n - 1] * u[n - 1]
+            s2 = g[1] * ph[0] + kd[0] * u[1] + g[n - 1] * ph[n - 1] + kd[n - 1] * u[n - 1]
+            for i in range(1, n - 1):
+                s_a += g[i] * u[i]
+                s_c += g[i] * up[i]
+                s0 += g[i - 1] * ph[i] + kd[i] * u[i - 1]
+                s1 += g[i] * ph[i] + kd[i] * u[i]
+                s2 += g[i + 1] * ph[i] + kd[i] * u[i + 1]
+            return s_a, s_b, s_c, s_l, s0, s1, s2
+
+        @_jit
+        def backward(states, w, idx, kern, nu, coef_a, coef_b, coef_c, lam, grad_out):
+            """Gradients w.r.t. ``u^0``, the raw kernel sets ``w``, ``a``, ``b``, ``c`` and ``lambda``, signal
+            by signal through the blocks in reverse. (The split into ``block_sums`` and the update loop
+            here is what lets LLVM vectorise all three loops; measured, not obvious.)"""
+            depth = idx.shape[0]
+            rows, n = grad_out.shape
+            dt = grad_out.dtype
+            one = dt.type(1.0)
+            acc = np.zeros((depth, 7))      # <g,u>, -<Kg,Phi>, <g,u^{k-1}>, -<Kg,dPhi/dlam>, three taps
+            grad_in = np.empty_like(grad_out)
+            g = np.empty(n, dtype=dt)       # total dL/du^{d+1}
+            g2 = np.empty(n, dtype=dt)      # part of dL/du^{d} that arrives through the c-term of block d+1
+            kd = np.empty(n, dtype=dt)      # Phi'(s) . K g
+            ph = np.empty(n, dtype=dt)      # Phi(s)
             for b in range(rows):
-                u = states[d, b]
-                up = states[prev, b]
-                gb = g[b]
-                _stencil(u, k0, k1, k2, pad, s)
                 for i in range(n):
-                    f, fp, fl = _flux(s[i], lm, code)
-                    phi[i] = f
-                    dphi[i] = fp
-                    w[i] = fl
-                _stencil(gb, k0, k1, k2, pad, kg)
-                _stencil_t(phi, k0, k1, k2, pad, v)
+                    g[i] = grad_out[b, i]
+                    g2[i] = 0
+                for d in range(depth - 1, -1, -1):
+                    k0, k1, k2 = kern[d, 0], kern[d, 1], kern[d, 2]
+                    s_a, s_b, s_c, s_l, s0, s1, s2 = block_sums(states[d, b], states[d - 1 if d > 0 else 0, b], g,
+                                                                kd, ph, k0, k1, k2, lam[d], one)
+                    acc[d, 0] += s_a
+                    acc[d, 1] -= s_b
+                    acc[d, 2] += s_c
+                    acc[d, 3] -= s_l
+                    acc[d, 4] += s0
+                    acc[d, 5] += s1
+                    acc[d, 6] += s2
+                    # dL/du^d = a g - b K^T(Phi' . K g) + (c-term of block d+1, kept in g2); the c-term
+                    # of block d goes to u^{d-1} (to u^0 itself for d = 0, since u^{-1} := u^0)
+                    a, bb, c = coef_a[d], coef_b[d], coef_c[d]
+                    first = a * g[0] - bb * ((k0 + k1) * kd[0] + k0 * kd[1]) + g2[0]
+                    last = a * g[n - 1] - bb * (k2 * kd[n - 2] + (k1 + k2) * kd[n - 1]) + g2[n - 1]
+                    g2[0] = c * g[0]
+                    g2[n - 1] = c * g[n - 1]
+                    for i in range(1, n - 1):
+                        new = a * g[i] - bb * (k2 * kd[i - 1] + k1 * kd[i] + k0 * kd[i + 1]) + g2[i]
+                        g2[i] = c * g[i]
+                        g[i] = new
+                    g[0] = first
+                    g[n - 1] = last
                 for i in range(n):
-                    acc_a += gb[i] * u[i]
-                    acc_b -= gb[i] * v[i]
-                    acc_c += gb[i] * up[i]
-                    acc_lam -= kg[i] * w[i]
-                for i in range(n):
-                    im = i - 1 if i > 0 else 0
-                    ip = i + 1 if i < n - 1 else n - 1
-                    kd = kg[i] * dphi[i]
-                    a0 += gb[im] * phi[i] + kd * u[im]
-                    a1 += gb[i] * phi[i] + kd * u[i]
-                    a2 += gb[ip] * phi[i] + kd * u[ip]
-                    w[i] = kd
-                _stencil_t(w, k0, k1, k2, pad, v)
-                # dL/du^d = a g - b K^T(Phi' . K g) + (c-term of block d+1, kept in g2); the c-term of
-                # block d goes to u^{d-1} (to u^0 itself for d = 0, since u^{-1} := u^0)
-                g2b = g2[b]
-                for i in range(n):
-                    new = a * gb[i] - bb * v[i] + g2b[i]
-                    g2b[i] = c * gb[i]
-                    gb[i] = new
-            g_a[d] = acc_a
-            g_b[d] = acc_b
-            g_c[d] = acc_c
-            g_lam[d] = bb * acc_lam
-            g_kern[d, 0] = -bb * a0
-            g_kern[d, 1] = -bb * a1
-            g_kern[d, 2] = -bb * a2
-        return g + g2
+                    grad_in[b, i] = g[i] + g2[i]
+            g_kern = np.zeros((w.shape[0], 3))
+            for d in range(depth):
+                for t in range(3):
+                    g_kern[idx[d], t] -= coef_b[d] * acc[d, 4 + t]
+            g_w = np.empty_like(w)
+            _normalise_backward(w, nu, g_kern, g_w)
+            g_a = np.empty_like(coef_a)
+            g_b = np.empty_like(coef_b)
+            g_c = np.empty_like(coef_c)
+            g_lam = np.empty_like(lam)
+            for d in range(depth):
+                g_a[d] = acc[d, 0]
+                g_b[d] = acc[d, 1]
+                g_c[d] = acc[d, 2]
+                g_lam[d] = coef_b[d] * acc[d, 3]
+            return grad_in, g_w, g_a, g_b, g_c, g_lam
+
+        @_jit
+        def map_forward(s, lam, out):
+            """``out = Phi(s)`` elementwise on flat arrays."""
+            one = s.dtype.type(1.0)
+            for i in range(s.shape[0]):
+                out[i] = flux(s[i], lam, one)
+
+        @_jit
+        def map_backward(s, lam, g, out):
+            """``out = g Phi'(s)`` elementwise; returns ``sum g dPhi/dlambda``."""
+            one = s.dtype.type(1.0)
+            acc = s[0] - s[0]
+            for i in range(s.shape[0]):
+                f, fp, fl = flux3(s[i], lam, one)
+                out[i] = g[i] * fp
+                acc += g[i] * fl
+            return acc
+
+        return forward, backward, map_forward, map_backward
+
+
+def _kernels(code: int) -> tuple:
+    if code not in _KERNELS:
+        _KERNELS[code] = _specialise(code)
+    return _KERNELS[code]
+
+
+def _numpy(t: torch.Tensor, dt) -> np.ndarray:
+    a = t.detach().contiguous().numpy()
+    return a if a.dtype == dt else a.astype(dt)
+
 
 class _FusedTwoStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u0, kern, coef_a, coef_b, coef_c, lam, code):
+    def forward(ctx, u0, w, idx, coef_a, coef_b, coef_c, lam, code):
         x = u0.detach().reshape(u0.shape[0], u0.shape[-1]).contiguous().numpy()
         dt = x.dtype
-        arrs = [t.detach().numpy().astype(dt) for t in (kern, coef_a, coef_b, coef_c, lam)]
-        states = np.empty((arrs[0].shape[0] + 1,) + x.shape, dtype=dt)
-        _forward(x, *arrs, code, states)
-        ctx.save_for_backward(kern, coef_a, coef_b, coef_c, lam)
-        ctx.states, ctx.arrs, ctx.code = states, arrs, code
+        arrs = (_numpy(w, dt).reshape(-1, 3), idx) + tuple(_numpy(t, dt) for t in (coef_a, coef_b, coef_c, lam))
+        states = np.empty((idx.shape[0] + 1,) + x.shape, dtype=dt)
+        kern, nu = _kernels(code)[0](x, *arrs, states)
+        ctx.save_for_backward(w, coef_a, coef_b, coef_c, lam)
+        ctx.states, ctx.arrs, ctx.code, ctx.kern, ctx.nu = states, arrs, code, kern, nu
         return torch.from_numpy(states[-1].copy()).reshape(u0.shape)
 
     @staticmethod
     def backward(ctx, grad_out):
-        kern, coef_a, coef_b, coef_c, lam = ctx.saved_tensors
+        w, coef_a, coef_b, coef_c, lam = ctx.saved_tensors
         states = ctx.states
-        dt = states.dtype
-        go = grad_out.detach().reshape(states.shape[1], states.shape[2]).contiguous().numpy().astype(dt)
-        depth = kern.shape[0]
-        gk = np.zeros((depth, 3), dtype=np.float64)
-        ga, gb, gc, gl = (np.zeros(depth, dtype=np.float64) for _ in range(4))
-        gu = _backward(states, *ctx.arrs, ctx.code, go, gk, ga, gb, gc, gl)
-        ctx.states = ctx.arrs = None
-        to = lambda a, like: torch.from_numpy(a).to(like.dtype)  # noqa: E731
-        return (to(gu, grad_out).reshape(grad_out.shape), to(gk, kern), to(ga, coef_a), to(gb, coef_b),
-                to(gc, coef_c), to(gl, lam), None)
+        go = _numpy(grad_out.reshape(states.shape[1], states.shape[2]), states.dtype)
+        w_np, idx, a, b, c, lm = ctx.arrs
+        grads = _kernels(ctx.code)[1](states, w_np, idx, ctx.kern, ctx.nu, a, b, c, lm, go)
+        ctx.states = ctx.arrs = ctx.kern = ctx.nu = None
+        gu, g_w, g_a, g_b, g_c, g_lam = (torch.from_numpy(x) for x in grads)
+        return (gu.to(grad_out.dtype).reshape(grad_out.shape), g_w.to(w.dtype).reshape(w.shape), None,
+                g_a.to(coef_a.dtype), g_b.to(coef_b.dtype), g_c.to(coef_c.dtype), g_lam.to(lam.dtype), None)
 
 
-def fused_two_step(u0: torch.Tensor, kern: torch.Tensor, coef_a: torch.Tensor, coef_b: torch.Tensor,
+def fused_two_step(u0: torch.Tensor, w: torch.Tensor, idx: np.ndarray, coef_a: torch.Tensor, coef_b: torch.Tensor,
                    coef_c: torch.Tensor, lam: torch.Tensor, activation: str) -> torch.Tensor:
     """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``) for ``D`` blocks on
-    ``u0`` (N, 1, n): the symmetric ResNet (1, tau, 0), Du Fort--Frankel (Eq. 20) and FSI (Eq. 21)."""
+    ``u0`` (N, 1, n), ``n >= 3``: the symmetric ResNet (1, tau, 0), Du Fort--Frankel (Eq. 20) and FSI
+    (Eq. 21). ``w`` holds the raw one-channel kernel sets (S, ..., 3); block ``k`` applies set
+    ``idx[k]``, normalised as :func:`numnet.nn.stencil.normalise` does."""
     if not HAVE_NUMBA:
         raise RuntimeError("the fused kernel needs numba")
-    return _FusedTwoStep.apply(u0, kern, coef_a, coef_b, coef_c, lam, FLUX_CODES[activation])
+    if u0.shape[-1] < 3:
+        raise ValueError(f"the fused kernel needs signals of length >= 3, got {u0.shape[-1]}")
+    return _FusedTwoStep.apply(u0, w, idx, coef_a, coef_b, coef_c, lam, FLUX_CODES[activation])
+
+
+class _FusedFlux(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, s, lam, code):
+        x = s.detach().contiguous()
+        flat = x.numpy().reshape(-1)
+        lam_v = flat.dtype.type(float(lam))
+        out = np.empty_like(flat)
+        _kernels(code)[2](flat, lam_v, out)
+        ctx.save_for_backward(x, lam)
+        ctx.code, ctx.lam_v = code, lam_v
+        return torch.from_numpy(out).reshape(s.shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, lam = ctx.saved_tensors
+        flat = x.numpy().reshape(-1)
+        g = grad_out.detach().contiguous().numpy().reshape(-1).astype(flat.dtype, copy=False)
+        out = np.empty_like(flat)
+        dlam = _kernels(ctx.code)[3](flat, ctx.lam_v, g, out)
+        return torch.from_numpy(out).reshape(x.shape), torch.tensor(float(dlam), dtype=lam.dtype), None
+
+
+def fused_flux(s: torch.Tensor, lam: torch.Tensor, activation: str) -> torch.Tensor:
+    """``Phi(s)`` of a contrast flux (Charbonnier, Perona--Malik) in one compiled pass forward and one
+    backward (the eager formula is four operations forward and about ten backward over the tensor)."""
+    return _FusedFlux.apply(s, lam, FLUX_CODES[activation])
+
+
+def can_fuse_flux(s: torch.Tensor) -> bool:
+    """Whether :func:`fused_flux` applies: numba present, a CPU tensor of float32 or float64."""
+    return HAVE_NUMBA and s.device.type == "cpu" and s.dtype in (torch.float32, torch.float64) and s.numel() > 0
 

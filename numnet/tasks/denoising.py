@@ -51,7 +51,9 @@ class DenoisingTask(pl.LightningModule):
         return self.model(f)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        # fused: one kernel for all parameters instead of about ten small operations per parameter
+        # (a third of the per-step overhead of a 1-channel network); the same update up to rounding
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr, fused=True)
 
     # -- training ---------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
