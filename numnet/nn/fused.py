@@ -25,11 +25,12 @@ The kernels enter raw: ``w / (nu(w) + eps)`` with the bound ``nu = sqrt(R S)`` o
 the maxima split the gradient in halves, as ``torch.maximum`` does).
 
 Layout for speed: every loop over a signal has its two boundary samples peeled off, so the
-interior loops are branch-free and vectorise; each signal runs through all blocks while it sits in
-the L1 cache; the flux is fixed at compile time (one specialisation per activation), so no branch
-on it remains in an inner loop. Only the states are kept for the backward pass (``D + 1``
-signals); ``s``, ``Phi`` and ``K g`` are recomputed. The tests compare values and gradients with
-the eager reference path.
+interior loops are branch-free apart from the loop-invariant flux code and vectorise; each signal
+runs through all blocks while it sits in the L1 cache. All kernels are module-level functions with
+the flux code as an argument, so numba's on-disk cache serves every new process (closures
+specialised per flux were recompiled in each process, about 10 s). Only the states are kept for
+the backward pass (``D + 1`` signals); ``s``, ``Phi`` and ``K g`` are recomputed. The tests compare
+values and gradients with the eager reference path.
 """
 from __future__ import annotations
 
@@ -52,8 +53,6 @@ FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
 
 #: ``eps`` of :func:`numnet.nn.stencil.normalise`
 _EPS = 1e-12
-
-_KERNELS: dict[int, tuple] = {}
 
 if HAVE_NUMBA:
     _jit = numba.njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
@@ -113,197 +112,189 @@ if HAVE_NUMBA:
             g_w[j, 1] = g_kern[j, 1] / n - scale * (col * dr1 + row * dc1)
             g_w[j, 2] = g_kern[j, 2] / n - scale * (col * dr2 + row * dc2)
 
-    def _specialise(code: int):
-        """Forward and backward kernels with the flux ``code`` fixed at compile time."""
+    @_jit
+    def _flux(s, lam, one, code):
+        """``Phi(s)``."""
+        if code == 0:
+            return s if s > 0 else s - s
+        if code == 3:
+            return s
+        q = s * s / (lam * lam)
+        if code == 1:
+            return s / np.sqrt(one + q)
+        return s / (one + q)
 
-        @_jit
-        def flux(s, lam, one):
-            """``Phi(s)``."""
-            if code == 0:
-                return s if s > 0 else s - s
-            if code == 3:
-                return s
-            q = s * s / (lam * lam)
-            if code == 1:
-                return s / np.sqrt(one + q)
-            return s / (one + q)
+    @_jit
+    def _flux3(s, lam, one, code):
+        """``(Phi(s), Phi'(s), dPhi/dlambda)``."""
+        zero = s - s
+        if code == 0:
+            return (s, one, zero) if s > 0 else (zero, zero, zero)
+        if code == 3:
+            return s, one, zero
+        q = s * s / (lam * lam)
+        if code == 1:
+            r = one / np.sqrt(one + q)
+            r3 = r * r * r
+            return s * r, r3, q * s / lam * r3
+        d = one / (one + q)
+        two = one + one
+        return s * d, (one - q) * d * d, two * q * s / lam * d * d
 
-        @_jit
-        def flux3(s, lam, one):
-            """``(Phi(s), Phi'(s), dPhi/dlambda)``."""
-            zero = s - s
-            if code == 0:
-                return (s, one, zero) if s > 0 else (zero, zero, zero)
-            if code == 3:
-                return s, one, zero
-            q = s * s / (lam * lam)
-            if code == 1:
-                r = one / np.sqrt(one + q)
-                r3 = r * r * r
-                return s * r, r3, q * s / lam * r3
-            d = one / (one + q)
-            two = one + one
-            return s * d, (one - q) * d * d, two * q * s / lam * d * d
+    @_jit
+    def _block_forward(u, up, out, phi, k0, k1, k2, lm, a, bb, c, one, code):
+        """``out = a u - b K^T Phi(K u) + c up`` for one signal (``phi``: scratch)."""
+        n = u.shape[0]
+        phi[0] = _flux((k0 + k1) * u[0] + k2 * u[1], lm, one, code)
+        for i in range(1, n - 1):
+            phi[i] = _flux(k0 * u[i - 1] + k1 * u[i] + k2 * u[i + 1], lm, one, code)
+        phi[n - 1] = _flux(k0 * u[n - 2] + (k1 + k2) * u[n - 1], lm, one, code)
+        out[0] = a * u[0] - bb * ((k0 + k1) * phi[0] + k0 * phi[1]) + c * up[0]
+        for i in range(1, n - 1):
+            out[i] = a * u[i] - bb * (k2 * phi[i - 1] + k1 * phi[i] + k0 * phi[i + 1]) + c * up[i]
+        out[n - 1] = a * u[n - 1] - bb * (k2 * phi[n - 2] + (k1 + k2) * phi[n - 1]) + c * up[n - 1]
 
-        @_jit
-        def block_forward(u, up, out, phi, k0, k1, k2, lm, a, bb, c, one):
-            """``out = a u - b K^T Phi(K u) + c up`` for one signal (``phi``: scratch)."""
-            n = u.shape[0]
-            phi[0] = flux((k0 + k1) * u[0] + k2 * u[1], lm, one)
-            for i in range(1, n - 1):
-                phi[i] = flux(k0 * u[i - 1] + k1 * u[i] + k2 * u[i + 1], lm, one)
-            phi[n - 1] = flux(k0 * u[n - 2] + (k1 + k2) * u[n - 1], lm, one)
-            out[0] = a * u[0] - bb * ((k0 + k1) * phi[0] + k0 * phi[1]) + c * up[0]
-            for i in range(1, n - 1):
-                out[i] = a * u[i] - bb * (k2 * phi[i - 1] + k1 * phi[i] + k0 * phi[i + 1]) + c * up[i]
-            out[n - 1] = a * u[n - 1] - bb * (k2 * phi[n - 2] + (k1 + k2) * phi[n - 1]) + c * up[n - 1]
+    @_jit
+    def _forward(u0, w, idx, coef_a, coef_b, coef_c, lam, states, code):
+        """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``), signal by
+        signal through all blocks; ``states[k]`` receives ``u^k``. Returns the normalised kernels
+        (D, 3) and the bounds ``nu`` (S,)."""
+        depth = idx.shape[0]
+        rows, n = u0.shape
+        dt = u0.dtype
+        kern = np.empty((depth, 3), dtype=dt)
+        nu = np.empty(w.shape[0], dtype=dt)
+        _normalise(w, idx, kern, nu)
+        phi = np.empty(n, dtype=dt)
+        one = dt.type(1.0)
+        for b in range(rows):
+            states[0, b] = u0[b]
+            for d in range(depth):
+                _block_forward(states[d, b], states[d - 1 if d > 0 else 0, b], states[d + 1, b], phi,
+                              kern[d, 0], kern[d, 1], kern[d, 2], lam[d], coef_a[d], coef_b[d], coef_c[d], one, code)
+        return kern, nu
 
-        @_jit
-        def forward(u0, w, idx, coef_a, coef_b, coef_c, lam, states):
-            """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``), signal by
-            signal through all blocks; ``states[k]`` receives ``u^k``. Returns the normalised kernels
-            (D, 3) and the bounds ``nu`` (S,)."""
-            depth = idx.shape[0]
-            rows, n = u0.shape
-            dt = u0.dtype
-            kern = np.empty((depth, 3), dtype=dt)
-            nu = np.empty(w.shape[0], dtype=dt)
-            _normalise(w, idx, kern, nu)
-            phi = np.empty(n, dtype=dt)
-            one = dt.type(1.0)
-            for b in range(rows):
-                states[0, b] = u0[b]
-                for d in range(depth):
-                    block_forward(states[d, b], states[d - 1 if d > 0 else 0, b], states[d + 1, b], phi,
-                                  kern[d, 0], kern[d, 1], kern[d, 2], lam[d], coef_a[d], coef_b[d], coef_c[d], one)
-            return kern, nu
-
-        @_jit
-        def block_sums(u, up, g, kd, ph, k0, k1, k2, lm, one):
-            """For one signal: ``kd = Phi'(s) . K g`` and ``ph = Phi(s)`` (``s = K u``) into scratch, and the
-            sums ``<g, u>``, ``<Kg, Phi>``, ``<g, up>``, ``<Kg, dPhi/dlambda>`` and the three taps
-            ``sum_i g[r(i+t)] Phi_i + kd_i u[r(i+t)]`` (``r`` the reflection). Two loops: one loop doing
-            all of it does not vectorise."""
-            n = u.shape[0]
-            f, fp, fl = flux3((k0 + k1) * u[0] + k2 * u[1], lm, one)
-            kg = (k0 + k1) * g[0] + k2 * g[1]
-            kd[0] = kg * fp
-            ph[0] = f
-            s_b = kg * f
-            s_l = kg * fl
-            f, fp, fl = flux3(k0 * u[n - 2] + (k1 + k2) * u[n - 1], lm, one)
-            kg = k0 * g[n - 2] + (k1 + k2) * g[n - 1]
-            kd[n - 1] = kg * fp
-            ph[n - 1] = f
+    @_jit
+    def _block_sums(u, up, g, kd, ph, k0, k1, k2, lm, one, code):
+        """For one signal: ``kd = Phi'(s) . K g`` and ``ph = Phi(s)`` (``s = K u``) into scratch, and the
+        sums ``<g, u>``, ``<Kg, Phi>``, ``<g, up>``, ``<Kg, dPhi/dlambda>`` and the three taps
+        ``sum_i g[r(i+t)] Phi_i + kd_i u[r(i+t)]`` (``r`` the reflection). Two loops: one loop doing
+        all of it does not vectorise."""
+        n = u.shape[0]
+        f, fp, fl = _flux3((k0 + k1) * u[0] + k2 * u[1], lm, one, code)
+        kg = (k0 + k1) * g[0] + k2 * g[1]
+        kd[0] = kg * fp
+        ph[0] = f
+        s_b = kg * f
+        s_l = kg * fl
+        f, fp, fl = _flux3(k0 * u[n - 2] + (k1 + k2) * u[n - 1], lm, one, code)
+        kg = k0 * g[n - 2] + (k1 + k2) * g[n - 1]
+        kd[n - 1] = kg * fp
+        ph[n - 1] = f
+        s_b += kg * f
+        s_l += kg * fl
+        for i in range(1, n - 1):
+            f, fp, fl = _flux3(k0 * u[i - 1] + k1 * u[i] + k2 * u[i + 1], lm, one, code)
+            kg = k0 * g[i - 1] + k1 * g[i] + k2 * g[i + 1]
+            kd[i] = kg * fp
+            ph[i] = f
             s_b += kg * f
             s_l += kg * fl
-            for i in range(1, n - 1):
-                f, fp, fl = flux3(k0 * u[i - 1] + k1 * u[i] + k2 * u[i + 1], lm, one)
-                kg = k0 * g[i - 1] + k1 * g[i] + k2 * g[i + 1]
-                kd[i] = kg * fp
-                ph[i] = f
-                s_b += kg * f
-                s_l += kg * fl
-            s_a = g[0] * u[0] + g[n - 1] * u[n - 1]
-            s_c = g[0] * up[0] + g[n - 1] * up[n - 1]
-            s0 = g[0] * ph[0] + kd[0] * u[0] + g[n - 2] * ph[n - 1] + kd[n - 1] * u[n - 2]
-            s1 = g[0] * ph[0] + kd[0] * u[0] + g[n - 1] * ph[n - 1] + kd[n - 1] * u[n - 1]
-            s2 = g[1] * ph[0] + kd[0] * u[1] + g[n - 1] * ph[n - 1] + kd[n - 1] * u[n - 1]
-            for i in range(1, n - 1):
-                s_a += g[i] * u[i]
-                s_c += g[i] * up[i]
-                s0 += g[i - 1] * ph[i] + kd[i] * u[i - 1]
-                s1 += g[i] * ph[i] + kd[i] * u[i]
-                s2 += g[i + 1] * ph[i] + kd[i] * u[i + 1]
-            return s_a, s_b, s_c, s_l, s0, s1, s2
+        s_a = g[0] * u[0] + g[n - 1] * u[n - 1]
+        s_c = g[0] * up[0] + g[n - 1] * up[n - 1]
+        s0 = g[0] * ph[0] + kd[0] * u[0] + g[n - 2] * ph[n - 1] + kd[n - 1] * u[n - 2]
+        s1 = g[0] * ph[0] + kd[0] * u[0] + g[n - 1] * ph[n - 1] + kd[n - 1] * u[n - 1]
+        s2 = g[1] * ph[0] + kd[0] * u[1] + g[n - 1] * ph[n - 1] + kd[n - 1] * u[n - 1]
+        for i in range(1, n - 1):
+            s_a += g[i] * u[i]
+            s_c += g[i] * up[i]
+            s0 += g[i - 1] * ph[i] + kd[i] * u[i - 1]
+            s1 += g[i] * ph[i] + kd[i] * u[i]
+            s2 += g[i + 1] * ph[i] + kd[i] * u[i + 1]
+        return s_a, s_b, s_c, s_l, s0, s1, s2
 
-        @_jit
-        def backward(states, w, idx, kern, nu, coef_a, coef_b, coef_c, lam, grad_out):
-            """Gradients w.r.t. ``u^0``, the raw kernel sets ``w``, ``a``, ``b``, ``c`` and ``lambda``, signal
-            by signal through the blocks in reverse. (The split into ``block_sums`` and the update loop
-            here is what lets LLVM vectorise all three loops; measured, not obvious.)"""
-            depth = idx.shape[0]
-            rows, n = grad_out.shape
-            dt = grad_out.dtype
-            one = dt.type(1.0)
-            acc = np.zeros((depth, 7))      # <g,u>, -<Kg,Phi>, <g,u^{k-1}>, -<Kg,dPhi/dlam>, three taps
-            grad_in = np.empty_like(grad_out)
-            g = np.empty(n, dtype=dt)       # total dL/du^{d+1}
-            g2 = np.empty(n, dtype=dt)      # part of dL/du^{d} that arrives through the c-term of block d+1
-            kd = np.empty(n, dtype=dt)      # Phi'(s) . K g
-            ph = np.empty(n, dtype=dt)      # Phi(s)
-            for b in range(rows):
-                for i in range(n):
-                    g[i] = grad_out[b, i]
-                    g2[i] = 0
-                for d in range(depth - 1, -1, -1):
-                    k0, k1, k2 = kern[d, 0], kern[d, 1], kern[d, 2]
-                    s_a, s_b, s_c, s_l, s0, s1, s2 = block_sums(states[d, b], states[d - 1 if d > 0 else 0, b], g,
-                                                                kd, ph, k0, k1, k2, lam[d], one)
-                    acc[d, 0] += s_a
-                    acc[d, 1] -= s_b
-                    acc[d, 2] += s_c
-                    acc[d, 3] -= s_l
-                    acc[d, 4] += s0
-                    acc[d, 5] += s1
-                    acc[d, 6] += s2
-                    # dL/du^d = a g - b K^T(Phi' . K g) + (c-term of block d+1, kept in g2); the c-term
-                    # of block d goes to u^{d-1} (to u^0 itself for d = 0, since u^{-1} := u^0)
-                    a, bb, c = coef_a[d], coef_b[d], coef_c[d]
-                    first = a * g[0] - bb * ((k0 + k1) * kd[0] + k0 * kd[1]) + g2[0]
-                    last = a * g[n - 1] - bb * (k2 * kd[n - 2] + (k1 + k2) * kd[n - 1]) + g2[n - 1]
-                    g2[0] = c * g[0]
-                    g2[n - 1] = c * g[n - 1]
-                    for i in range(1, n - 1):
-                        new = a * g[i] - bb * (k2 * kd[i - 1] + k1 * kd[i] + k0 * kd[i + 1]) + g2[i]
-                        g2[i] = c * g[i]
-                        g[i] = new
-                    g[0] = first
-                    g[n - 1] = last
-                for i in range(n):
-                    grad_in[b, i] = g[i] + g2[i]
-            g_kern = np.zeros((w.shape[0], 3))
-            for d in range(depth):
-                for t in range(3):
-                    g_kern[idx[d], t] -= coef_b[d] * acc[d, 4 + t]
-            g_w = np.empty_like(w)
-            _normalise_backward(w, nu, g_kern, g_w)
-            g_a = np.empty_like(coef_a)
-            g_b = np.empty_like(coef_b)
-            g_c = np.empty_like(coef_c)
-            g_lam = np.empty_like(lam)
-            for d in range(depth):
-                g_a[d] = acc[d, 0]
-                g_b[d] = acc[d, 1]
-                g_c[d] = acc[d, 2]
-                g_lam[d] = coef_b[d] * acc[d, 3]
-            return grad_in, g_w, g_a, g_b, g_c, g_lam
+    @_jit
+    def _backward(states, w, idx, kern, nu, coef_a, coef_b, coef_c, lam, grad_out, code):
+        """Gradients w.r.t. ``u^0``, the raw kernel sets ``w``, ``a``, ``b``, ``c`` and ``lambda``, signal
+        by signal through the blocks in reverse. (The split into ``block_sums`` and the update loop
+        here is what lets LLVM vectorise all three loops; measured, not obvious.)"""
+        depth = idx.shape[0]
+        rows, n = grad_out.shape
+        dt = grad_out.dtype
+        one = dt.type(1.0)
+        acc = np.zeros((depth, 7))      # <g,u>, -<Kg,Phi>, <g,u^{k-1}>, -<Kg,dPhi/dlam>, three taps
+        grad_in = np.empty_like(grad_out)
+        g = np.empty(n, dtype=dt)       # total dL/du^{d+1}
+        g2 = np.empty(n, dtype=dt)      # part of dL/du^{d} that arrives through the c-term of block d+1
+        kd = np.empty(n, dtype=dt)      # Phi'(s) . K g
+        ph = np.empty(n, dtype=dt)      # Phi(s)
+        for b in range(rows):
+            for i in range(n):
+                g[i] = grad_out[b, i]
+                g2[i] = 0
+            for d in range(depth - 1, -1, -1):
+                k0, k1, k2 = kern[d, 0], kern[d, 1], kern[d, 2]
+                s_a, s_b, s_c, s_l, s0, s1, s2 = _block_sums(states[d, b], states[d - 1 if d > 0 else 0, b], g,
+                                                            kd, ph, k0, k1, k2, lam[d], one, code)
+                acc[d, 0] += s_a
+                acc[d, 1] -= s_b
+                acc[d, 2] += s_c
+                acc[d, 3] -= s_l
+                acc[d, 4] += s0
+                acc[d, 5] += s1
+                acc[d, 6] += s2
+                # dL/du^d = a g - b K^T(Phi' . K g) + (c-term of block d+1, kept in g2); the c-term
+                # of block d goes to u^{d-1} (to u^0 itself for d = 0, since u^{-1} := u^0)
+                a, bb, c = coef_a[d], coef_b[d], coef_c[d]
+                first = a * g[0] - bb * ((k0 + k1) * kd[0] + k0 * kd[1]) + g2[0]
+                last = a * g[n - 1] - bb * (k2 * kd[n - 2] + (k1 + k2) * kd[n - 1]) + g2[n - 1]
+                g2[0] = c * g[0]
+                g2[n - 1] = c * g[n - 1]
+                for i in range(1, n - 1):
+                    new = a * g[i] - bb * (k2 * kd[i - 1] + k1 * kd[i] + k0 * kd[i + 1]) + g2[i]
+                    g2[i] = c * g[i]
+                    g[i] = new
+                g[0] = first
+                g[n - 1] = last
+            for i in range(n):
+                grad_in[b, i] = g[i] + g2[i]
+        g_kern = np.zeros((w.shape[0], 3))
+        for d in range(depth):
+            for t in range(3):
+                g_kern[idx[d], t] -= coef_b[d] * acc[d, 4 + t]
+        g_w = np.empty_like(w)
+        _normalise_backward(w, nu, g_kern, g_w)
+        g_a = np.empty_like(coef_a)
+        g_b = np.empty_like(coef_b)
+        g_c = np.empty_like(coef_c)
+        g_lam = np.empty_like(lam)
+        for d in range(depth):
+            g_a[d] = acc[d, 0]
+            g_b[d] = acc[d, 1]
+            g_c[d] = acc[d, 2]
+            g_lam[d] = coef_b[d] * acc[d, 3]
+        return grad_in, g_w, g_a, g_b, g_c, g_lam
 
-        @_jit
-        def map_forward(s, lam, out):
-            """``out = Phi(s)`` elementwise on flat arrays."""
-            one = s.dtype.type(1.0)
-            for i in range(s.shape[0]):
-                out[i] = flux(s[i], lam, one)
+    @_jit
+    def _map_forward(s, lam, out, code):
+        """``out = Phi(s)`` elementwise on flat arrays."""
+        one = s.dtype.type(1.0)
+        for i in range(s.shape[0]):
+            out[i] = _flux(s[i], lam, one, code)
 
-        @_jit
-        def map_backward(s, lam, g, out):
-            """``out = g Phi'(s)`` elementwise; returns ``sum g dPhi/dlambda``."""
-            one = s.dtype.type(1.0)
-            acc = s[0] - s[0]
-            for i in range(s.shape[0]):
-                f, fp, fl = flux3(s[i], lam, one)
-                out[i] = g[i] * fp
-                acc += g[i] * fl
-            return acc
-
-        return forward, backward, map_forward, map_backward
+    @_jit
+    def _map_backward(s, lam, g, out, code):
+        """``out = g Phi'(s)`` elementwise; returns ``sum g dPhi/dlambda``."""
+        one = s.dtype.type(1.0)
+        acc = s[0] - s[0]
+        for i in range(s.shape[0]):
+            f, fp, fl = _flux3(s[i], lam, one, code)
+            out[i] = g[i] * fp
+            acc += g[i] * fl
+        return acc
 
 
-def _kernels(code: int) -> tuple:
-    if code not in _KERNELS:
-        _KERNELS[code] = _specialise(code)
-    return _KERNELS[code]
+
 
 
 def _numpy(t: torch.Tensor, dt) -> np.ndarray:
@@ -318,7 +309,7 @@ class _FusedTwoStep(torch.autograd.Function):
         dt = x.dtype
         arrs = (_numpy(w, dt).reshape(-1, 3), idx) + tuple(_numpy(t, dt) for t in (coef_a, coef_b, coef_c, lam))
         states = np.empty((idx.shape[0] + 1,) + x.shape, dtype=dt)
-        kern, nu = _kernels(code)[0](x, *arrs, states)
+        kern, nu = _forward(x, *arrs, states, code)
         ctx.save_for_backward(w, coef_a, coef_b, coef_c, lam)
         ctx.states, ctx.arrs, ctx.code, ctx.kern, ctx.nu = states, arrs, code, kern, nu
         return torch.from_numpy(states[-1].copy()).reshape(u0.shape)
@@ -329,7 +320,7 @@ class _FusedTwoStep(torch.autograd.Function):
         states = ctx.states
         go = _numpy(grad_out.reshape(states.shape[1], states.shape[2]), states.dtype)
         w_np, idx, a, b, c, lm = ctx.arrs
-        grads = _kernels(ctx.code)[1](states, w_np, idx, ctx.kern, ctx.nu, a, b, c, lm, go)
+        grads = _backward(states, w_np, idx, ctx.kern, ctx.nu, a, b, c, lm, go, ctx.code)
         ctx.states = ctx.arrs = ctx.kern = ctx.nu = None
         gu, g_w, g_a, g_b, g_c, g_lam = (torch.from_numpy(x) for x in grads)
         return (gu.to(grad_out.dtype).reshape(grad_out.shape), g_w.to(w.dtype).reshape(w.shape), None,
@@ -356,7 +347,7 @@ class _FusedFlux(torch.autograd.Function):
         flat = x.numpy().reshape(-1)
         lam_v = flat.dtype.type(float(lam))
         out = np.empty_like(flat)
-        _kernels(code)[2](flat, lam_v, out)
+        _map_forward(flat, lam_v, out, code)
         ctx.save_for_backward(x, lam)
         ctx.code, ctx.lam_v = code, lam_v
         return torch.from_numpy(out).reshape(s.shape)
@@ -367,7 +358,7 @@ class _FusedFlux(torch.autograd.Function):
         flat = x.numpy().reshape(-1)
         g = grad_out.detach().contiguous().numpy().reshape(-1).astype(flat.dtype, copy=False)
         out = np.empty_like(flat)
-        dlam = _kernels(ctx.code)[3](flat, ctx.lam_v, g, out)
+        dlam = _map_backward(flat, ctx.lam_v, g, out, ctx.code)
         return torch.from_numpy(out).reshape(x.shape), torch.tensor(float(dlam), dtype=lam.dtype), None
 
 
