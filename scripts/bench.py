@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from numnet.models import build_model
-from numnet.nn.activations import build_flux, flux_function
+from numnet.nn.activations import flux_function
 from numnet.nn.stencil import apply_k_reference, apply_kt_reference, normalise
 from numnet.report.artefact import write_artefact
 from numnet.runinfo import provenance

@@ -356,7 +356,7 @@ class _FusedFlux(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, lam = ctx.saved_tensors
         flat = x.numpy().reshape(-1)
-        g = grad_out.detach().contiguous().numpy().reshape(-1).astype(flat.dtype, copy=False)
+        g = _numpy(grad_out, flat.dtype).reshape(-1)
         out = np.empty_like(flat)
         dlam = _map_backward(flat, ctx.lam_v, g, out, ctx.code)
         return torch.from_numpy(out).reshape(x.shape), torch.tensor(float(dlam), dtype=lam.dtype), None
