@@ -105,7 +105,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     p, t = cfg.profile, cfg.task
     data = _splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma))
     model = build_model(cfg.model.name, **model_kwargs(cfg))
-    task = DenoisingTask(model, lr=float(t.lr), data_range=float(t.data_range), batch_size=int(p.batch_size))
+    task = DenoisingTask(model, lr=float(t.lr), data_range=float(t.data_range), batch_size=int(p.batch_size),
+                         val_data=(data["val"].noisy, data["val"].clean), val_every=int(p.val_every))
     name = run_name(cfg)
     loggers = _loggers(cfg, out_dir, name)
     callbacks = []
@@ -119,7 +120,6 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         max_epochs=int(p.max_epochs),
-        check_val_every_n_epoch=int(p.val_every),
         deterministic=bool(cfg.trainer.deterministic),
         logger=loggers or False,
         callbacks=callbacks,
@@ -133,10 +133,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     # chunks of `steps_per_batch` minibatches: one Adam step per minibatch inside the task
     train_batches = TensorBatches(data["train"], int(p.batch_size) * int(cfg.trainer.steps_per_batch),
                                   shuffle=True, seed=int(cfg.seed))
-    val_batches = TensorBatches(data["val"], 1000, shuffle=False)
     test_batches = TensorBatches(data["test"], 1000, shuffle=False)
     try:
-        trainer.fit(task, train_dataloaders=train_batches, val_dataloaders=val_batches)
+        trainer.fit(task, train_dataloaders=train_batches)  # the task validates (DenoisingTask)
         test_psnr = float(trainer.test(task, dataloaders=test_batches, verbose=False)[0]["test/psnr"])
         with torch.no_grad():
             noisy_psnr = float(psnr(data["test"].noisy, data["test"].clean, float(t.data_range)).mean())

@@ -107,3 +107,67 @@ def test_compiled_flux_equals_formula(act, dtype, tol, gen):
     assert torch.allclose(a, b, rtol=tol, atol=tol * float(b.abs().max()))
     assert torch.allclose(ga, gb, rtol=10 * tol, atol=10 * tol * float(gb.abs().max()))
     assert abs(float(la) - float(lb)) <= 100 * tol * abs(float(lb)) and float(lb) != 0.0
+
+
+@pytest.mark.parametrize("cls", [SymResNet, DuFortFrankelNet, FSINet], ids=["symresnet", "dufort_frankel", "fsi"])
+@pytest.mark.parametrize("act", ["linear", "relu", "charbonnier", "perona_malik"])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-11), (torch.float32, 2e-5)])
+def test_fused_mse_step_equals_autograd(cls, act, shared, dtype, tol, gen):
+    """The fused training step (forward, MSE and backward in one call, coefficient maps of tau, alpha and
+    lambda chained by hand) gives autograd's loss and gradients, added to the gradients already there."""
+    torch.manual_seed(4)
+    fused = cls(depth=5, activation=act, shared=shared, lam=8.0).to(dtype)
+    with torch.no_grad():
+        for p in fused.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=dtype))
+    eager = copy.deepcopy(fused)
+    eager.fused = False
+    f = 40 * torch.randn(6, 1, 29, generator=gen, dtype=dtype)
+    target = 40 * torch.randn(6, 1, 29, generator=gen, dtype=dtype)
+    for net in (fused, eager):  # gradients already present are added to, not overwritten
+        for p in net.parameters():
+            p.grad = torch.ones_like(p)
+    value = fused.fused_mse_step(f, target)
+    reference = torch.nn.functional.mse_loss(eager(f), target)
+    reference.backward()
+    reference = reference.detach()
+    assert abs(value - float(reference)) <= tol * float(reference)
+    for (name, p), q in zip(fused.named_parameters(), eager.parameters()):
+        scale = float(q.grad.abs().max())
+        assert float((p.grad - q.grad).abs().max()) <= 50 * tol * scale, name
+        assert float((q.grad - 1).abs().max()) > 0, name  # every parameter receives a gradient
+
+
+def test_fused_step_only_where_it_applies():
+    from numnet.models import ResNet
+
+    f = torch.zeros(2, 1, 16)
+    assert SymResNet(depth=2, channels=4).fused_mse_step(f, f) is None
+    assert SymResNet(depth=2, fused=False).fused_mse_step(f, f) is None
+    assert ResNet(depth=2).fused_mse_step(f, f) is None
+    assert SymResNet(depth=2).fused_mse_step(f, torch.zeros(2, 1, 15)) is None
+    assert SymResNet(depth=2).fused_mse_step(f, f) == 0.0
+
+
+@pytest.mark.parametrize("cls", [SymResNet, DuFortFrankelNet, FSINet], ids=["symresnet", "dufort_frankel", "fsi"])
+def test_training_steps_equal_with_and_without_the_fused_step(cls):
+    """``train_step`` with the fused step and with autograd: the same parameters after several Adam
+    steps, including the smoothness regulariser of Eq. (27) that the fused step leaves to autograd."""
+    from numnet.tasks.denoising import train_step
+
+    params, losses = [], []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        net = cls(depth=4, activation="perona_malik", shared=False, beta=0.5, fused=fused)
+        opt = DenoisingTask(net, lr=1e-2).configure_optimizers()
+        gen = torch.Generator().manual_seed(1)
+        seen = []
+        for _ in range(10):
+            x = 50 * torch.randn(8, 1, 32, generator=gen)
+            seen.append(float(train_step(net, opt, x + 5 * torch.randn(x.shape, generator=gen), x)))
+        params.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+        losses.append(seen)
+    assert net.regulariser() is not None
+    assert torch.allclose(params[0], params[1], atol=1e-5, rtol=1e-4)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)

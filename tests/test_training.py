@@ -59,7 +59,7 @@ def test_diverging_run_leaves_failed_summary(tmp_path, monkeypatch):
 
     def nan_step(self, batch, batch_idx):
         out = self.model(batch[0]).sum() * float("nan")
-        self._train_sum, self._train_n = out.detach(), 1
+        self._train_acc[:] = [out.detach(), 1]
         return out
 
     monkeypatch.setattr(DenoisingTask, "training_step", nan_step)

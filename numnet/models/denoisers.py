@@ -45,6 +45,16 @@ def _check_positive_int(name: str, value: int) -> int:
     return value
 
 
+def _grad_view(p: torch.Tensor) -> np.ndarray:
+    """``p.grad`` as a writable NumPy view, created as zeros where there is none yet (gradients are added
+    into it, as backward does); a scratch array for a frozen parameter."""
+    if not p.requires_grad:
+        return np.zeros(tuple(p.shape), dtype=np.float64)
+    if p.grad is None:
+        p.grad = torch.zeros_like(p)
+    return p.grad.numpy()
+
+
 class Denoiser1D(nn.Module):
     """Common structure: channel copy, ``depth`` blocks, channel average; ``evolve`` returns all states."""
 
@@ -151,6 +161,36 @@ class Denoiser1D(nn.Module):
         idx = np.zeros(self.depth, dtype=np.int64) if self.shared else np.arange(self.depth, dtype=np.int64)
         return fused_two_step(f, self.w, idx, a, b, c, lams, self.activation)
 
+    #: key of the architecture's coefficient map in :data:`numnet.nn.fused.ARCH_CODES` (fused training step)
+    fused_arch: str | None = None
+
+    def _alpha_index(self, idx: np.ndarray) -> np.ndarray:
+        """Index of the extrapolation parameter that each block uses (one per weight set by default)."""
+        return idx
+
+    def fused_mse_step(self, f: torch.Tensor, target: torch.Tensor) -> float | None:
+        """Mean squared error of the network on ``f`` against ``target``, with its gradient added to the
+        ``.grad`` of every trainable parameter, in one compiled call (forward, loss and backward per
+        signal; :func:`numnet.nn.fused.fused_mse_grads`). The same numbers as ``F.mse_loss(self(f),
+        target).backward()`` up to rounding, without the autograd graph. Returns the loss value, or
+        ``None`` where the fused step does not apply (the caller then takes the autograd path)."""
+        if self.fused_arch is None or not self.uses_fused(f) or target.shape != f.shape:
+            return None
+        from numnet.nn.fused import fused_mse_grads
+
+        idx = np.zeros(self.depth, dtype=np.int64) if self.shared else np.arange(self.depth, dtype=np.int64)
+        alpha = getattr(self, "alpha_raw", None)
+        lams = [fl.log_lam for fl in self.fluxes] if self.fluxes[0].has_contrast else None
+        log_lam = None if lams is None else (lams[0].detach().reshape(1) if len(lams) == 1 else torch.stack(lams))
+        g_l = None if lams is None or not lams[0].requires_grad else np.zeros(len(lams), dtype=np.float64)
+        loss = fused_mse_grads(f, target, self.w, idx, self._alpha_index(idx), self.tau_raw, alpha, log_lam,
+                               self.activation, self.fused_arch, self.lipschitz, _grad_view(self.w).reshape(-1, 3),
+                               _grad_view(self.tau_raw), None if alpha is None else _grad_view(alpha), g_l)
+        if g_l is not None:
+            for j, p in enumerate(lams):
+                _grad_view(p)[...] += g_l[j]
+        return loss
+
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         u = self._lift(f)
         if self.uses_fused(f):
@@ -252,6 +292,7 @@ class SymResNet(Denoiser1D):
     """
 
     name = "symresnet"
+    fused_arch = "symresnet"
 
     def __init__(self, depth: int, tau_init: float = 1.0, fused: bool = True, **kw) -> None:
         super().__init__(depth, **kw)
@@ -289,6 +330,7 @@ class DuFortFrankelNet(Denoiser1D):
     """Du Fort--Frankel network, Eq. (20); ``alpha >= L/4`` (Eq. 56); ``u^{-1} := u^0``."""
 
     name = "dufort_frankel"
+    fused_arch = "dufort_frankel"
 
     def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, fused: bool = True,
                  **kw) -> None:
@@ -340,6 +382,10 @@ class FSINet(Denoiser1D):
     """FSI network, Eq. (21): one cycle over all blocks, a trainable ``alpha_l in [0, 2]`` per block."""
 
     name = "fsi"
+    fused_arch = "fsi"
+
+    def _alpha_index(self, idx):
+        return np.arange(self.depth, dtype=np.int64)  # one extrapolation weight per block
 
     def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, fused: bool = True,
                  **kw) -> None:

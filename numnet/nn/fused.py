@@ -31,6 +31,14 @@ the flux code as an argument, so numba's on-disk cache serves every new process 
 specialised per flux were recompiled in each process, about 10 s). Only the states are kept for
 the backward pass (``D + 1`` signals); ``s``, ``Phi`` and ``K g`` are recomputed. The tests compare
 values and gradients with the eager reference path.
+
+Two entry points: :func:`fused_two_step`, an autograd ``Function`` of the coefficients (any
+caller), and :func:`fused_mse_grads`, a whole training step's loss and parameter gradients without
+a graph: each signal goes forward through all blocks, into the MSE, and straight back while its
+``D + 1`` states sit in the cache, and the coefficient maps of the architectures (``tau``, ``alpha``
+and ``lambda`` from their unconstrained parameters, Eq. 14, 20, 21, 56) are chained by hand. Per
+step this saves the autograd graph of the coefficient maps and a dozen small torch operations,
+which cost as much as the kernels themselves on a two-core machine.
 """
 from __future__ import annotations
 
@@ -46,10 +54,12 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "FLUX_CODES", "fused_flux", "fused_two_step"]
+__all__ = ["HAVE_NUMBA", "FLUX_CODES", "ARCH_CODES", "fused_flux", "fused_mse_grads", "fused_two_step"]
 
 #: flux name -> code of the kernel specialisation
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
+#: architecture -> code of the coefficient map inside :func:`fused_mse_grads`
+ARCH_CODES = {"symresnet": 0, "dufort_frankel": 1, "fsi": 2}
 
 #: ``eps`` of :func:`numnet.nn.stencil.normalise`
 _EPS = 1e-12
@@ -155,10 +165,18 @@ if HAVE_NUMBA:
         out[n - 1] = a * u[n - 1] - bb * (k2 * phi[n - 2] + (k1 + k2) * phi[n - 1]) + c * up[n - 1]
 
     @_jit
+    def _signal_forward(st, phi, kern, coef_a, coef_b, coef_c, lam, one, code):
+        """``st[k+1] = a_k st[k] - b_k K_k^T Phi(K_k st[k]) + c_k st[k-1]`` for one signal through all blocks
+        (``st``: (D + 1, n) with ``st[0]`` set; ``phi``: scratch)."""
+        for d in range(kern.shape[0]):
+            _block_forward(st[d], st[d - 1 if d > 0 else 0], st[d + 1], phi, kern[d, 0], kern[d, 1], kern[d, 2],
+                           lam[d], coef_a[d], coef_b[d], coef_c[d], one, code)
+
+    @_jit
     def _forward(u0, w, idx, coef_a, coef_b, coef_c, lam, states, code):
         """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``), signal by
-        signal through all blocks; ``states[k]`` receives ``u^k``. Returns the normalised kernels
-        (D, 3) and the bounds ``nu`` (S,)."""
+        signal through all blocks; ``states[b, k]`` receives ``u^k`` of signal ``b``. Returns the
+        normalised kernels (D, 3) and the bounds ``nu`` (S,)."""
         depth = idx.shape[0]
         rows, n = u0.shape
         dt = u0.dtype
@@ -168,10 +186,8 @@ if HAVE_NUMBA:
         phi = np.empty(n, dtype=dt)
         one = dt.type(1.0)
         for b in range(rows):
-            states[0, b] = u0[b]
-            for d in range(depth):
-                _block_forward(states[d, b], states[d - 1 if d > 0 else 0, b], states[d + 1, b], phi,
-                              kern[d, 0], kern[d, 1], kern[d, 2], lam[d], coef_a[d], coef_b[d], coef_c[d], one, code)
+            states[b, 0] = u0[b]
+            _signal_forward(states[b], phi, kern, coef_a, coef_b, coef_c, lam, one, code)
         return kern, nu
 
     @_jit
@@ -214,10 +230,53 @@ if HAVE_NUMBA:
         return s_a, s_b, s_c, s_l, s0, s1, s2
 
     @_jit
+    def _signal_backward(st, g, g2, kd, ph, kern, coef_a, coef_b, coef_c, lam, acc, one, code):
+        """Reverse pass of one signal: ``g`` holds ``dL/du^D`` on entry and ``dL/du^0`` on exit; the block
+        sums are added to ``acc`` (D, 7). (The split into ``_block_sums`` and the update loop here is
+        what lets LLVM vectorise all three loops; measured, not obvious.)"""
+        n = g.shape[0]
+        for i in range(n):
+            g2[i] = 0
+        for d in range(kern.shape[0] - 1, -1, -1):
+            k0, k1, k2 = kern[d, 0], kern[d, 1], kern[d, 2]
+            s_a, s_b, s_c, s_l, s0, s1, s2 = _block_sums(st[d], st[d - 1 if d > 0 else 0], g, kd, ph,
+                                                        k0, k1, k2, lam[d], one, code)
+            acc[d, 0] += s_a
+            acc[d, 1] -= s_b
+            acc[d, 2] += s_c
+            acc[d, 3] -= s_l
+            acc[d, 4] += s0
+            acc[d, 5] += s1
+            acc[d, 6] += s2
+            # dL/du^d = a g - b K^T(Phi' . K g) + (c-term of block d+1, kept in g2); the c-term
+            # of block d goes to u^{d-1} (to u^0 itself for d = 0, since u^{-1} := u^0)
+            a, bb, c = coef_a[d], coef_b[d], coef_c[d]
+            first = a * g[0] - bb * ((k0 + k1) * kd[0] + k0 * kd[1]) + g2[0]
+            last = a * g[n - 1] - bb * (k2 * kd[n - 2] + (k1 + k2) * kd[n - 1]) + g2[n - 1]
+            g2[0] = c * g[0]
+            g2[n - 1] = c * g[n - 1]
+            for i in range(1, n - 1):
+                new = a * g[i] - bb * (k2 * kd[i - 1] + k1 * kd[i] + k0 * kd[i + 1]) + g2[i]
+                g2[i] = c * g[i]
+                g[i] = new
+            g[0] = first
+            g[n - 1] = last
+        for i in range(n):
+            g[i] += g2[i]
+
+    @_jit
+    def _kernel_grads(w, idx, nu, coef_b, acc, g_w):
+        """Gradient w.r.t. the raw kernel sets from the tap sums ``acc[:, 4:7]``, into ``g_w`` (S, 3)."""
+        g_kern = np.zeros((w.shape[0], 3))
+        for d in range(idx.shape[0]):
+            for t in range(3):
+                g_kern[idx[d], t] -= coef_b[d] * acc[d, 4 + t]
+        _normalise_backward(w, nu, g_kern, g_w)
+
+    @_jit
     def _backward(states, w, idx, kern, nu, coef_a, coef_b, coef_c, lam, grad_out, code):
         """Gradients w.r.t. ``u^0``, the raw kernel sets ``w``, ``a``, ``b``, ``c`` and ``lambda``, signal
-        by signal through the blocks in reverse. (The split into ``block_sums`` and the update loop
-        here is what lets LLVM vectorise all three loops; measured, not obvious.)"""
+        by signal through the blocks in reverse."""
         depth = idx.shape[0]
         rows, n = grad_out.shape
         dt = grad_out.dtype
@@ -229,41 +288,11 @@ if HAVE_NUMBA:
         kd = np.empty(n, dtype=dt)      # Phi'(s) . K g
         ph = np.empty(n, dtype=dt)      # Phi(s)
         for b in range(rows):
-            for i in range(n):
-                g[i] = grad_out[b, i]
-                g2[i] = 0
-            for d in range(depth - 1, -1, -1):
-                k0, k1, k2 = kern[d, 0], kern[d, 1], kern[d, 2]
-                s_a, s_b, s_c, s_l, s0, s1, s2 = _block_sums(states[d, b], states[d - 1 if d > 0 else 0, b], g,
-                                                            kd, ph, k0, k1, k2, lam[d], one, code)
-                acc[d, 0] += s_a
-                acc[d, 1] -= s_b
-                acc[d, 2] += s_c
-                acc[d, 3] -= s_l
-                acc[d, 4] += s0
-                acc[d, 5] += s1
-                acc[d, 6] += s2
-                # dL/du^d = a g - b K^T(Phi' . K g) + (c-term of block d+1, kept in g2); the c-term
-                # of block d goes to u^{d-1} (to u^0 itself for d = 0, since u^{-1} := u^0)
-                a, bb, c = coef_a[d], coef_b[d], coef_c[d]
-                first = a * g[0] - bb * ((k0 + k1) * kd[0] + k0 * kd[1]) + g2[0]
-                last = a * g[n - 1] - bb * (k2 * kd[n - 2] + (k1 + k2) * kd[n - 1]) + g2[n - 1]
-                g2[0] = c * g[0]
-                g2[n - 1] = c * g[n - 1]
-                for i in range(1, n - 1):
-                    new = a * g[i] - bb * (k2 * kd[i - 1] + k1 * kd[i] + k0 * kd[i + 1]) + g2[i]
-                    g2[i] = c * g[i]
-                    g[i] = new
-                g[0] = first
-                g[n - 1] = last
-            for i in range(n):
-                grad_in[b, i] = g[i] + g2[i]
-        g_kern = np.zeros((w.shape[0], 3))
-        for d in range(depth):
-            for t in range(3):
-                g_kern[idx[d], t] -= coef_b[d] * acc[d, 4 + t]
+            g[:] = grad_out[b]
+            _signal_backward(states[b], g, g2, kd, ph, kern, coef_a, coef_b, coef_c, lam, acc, one, code)
+            grad_in[b] = g
         g_w = np.empty_like(w)
-        _normalise_backward(w, nu, g_kern, g_w)
+        _kernel_grads(w, idx, nu, coef_b, acc, g_w)
         g_a = np.empty_like(coef_a)
         g_b = np.empty_like(coef_b)
         g_c = np.empty_like(coef_c)
@@ -274,6 +303,111 @@ if HAVE_NUMBA:
             g_c[d] = acc[d, 2]
             g_lam[d] = coef_b[d] * acc[d, 3]
         return grad_in, g_w, g_a, g_b, g_c, g_lam
+
+    @_jit
+    def _sigmoid(x):
+        return 1.0 / (1.0 + math.exp(-x))
+
+    @_jit
+    def _softplus(x):
+        """``log(1 + e^x)`` as ``torch.nn.functional.softplus`` computes it (linear above 20)."""
+        return x if x > 20.0 else math.log1p(math.exp(x))
+
+    @_jit
+    def _coefficients(arch, lip, idx, aidx, t_raw, a_raw, log_lam, has_lam):
+        """Block coefficients ``(a, b, c, lambda)`` (D, 4) from the raw parameters, and their derivatives
+        ``(da, db, dc)/dt_raw`` and ``(da, db, dc)/da_raw`` (D, 6); block ``d`` uses ``t_raw[idx[d]]``,
+        ``a_raw[aidx[d]]`` and ``log_lam[idx[d]]``. ``arch``: 0 symmetric ResNet, ``tau = (2/L) sigmoid(t)``
+        (Eq. 14); 1 Du Fort--Frankel, ``tau = softplus(t)``, ``alpha = L/4 + softplus(r)`` (Eq. 20, 56);
+        2 FSI, ``tau = (2/L) sigmoid(t)``, ``alpha = 2 sigmoid(r)`` (Eq. 21)."""
+        depth = idx.shape[0]
+        coef = np.zeros((depth, 4))
+        jac = np.zeros((depth, 6))
+        for d in range(depth):
+            t = float(t_raw[idx[d]])
+            coef[d, 3] = math.exp(float(log_lam[idx[d]])) if has_lam else 1.0
+            if arch == 0:
+                st = _sigmoid(t)
+                tau = 2.0 / lip * st
+                coef[d, 0], coef[d, 1], coef[d, 2] = 1.0, tau, 0.0
+                jac[d, 1] = tau * (1.0 - st)
+            elif arch == 1:
+                r = float(a_raw[aidx[d]])
+                tau = _softplus(t)
+                alpha = lip / 4.0 + _softplus(r)
+                p = tau * alpha
+                den = 1.0 + 2.0 * p
+                coef[d, 0], coef[d, 1], coef[d, 2] = 4.0 * p / den, 2.0 * tau / den, (1.0 - 2.0 * p) / den
+                dtau, dalpha = _sigmoid(t), _sigmoid(r)
+                inv2 = 1.0 / (den * den)
+                # d/dp of 4p/den and (1-2p)/den: +-4/den^2; b = 2 tau/den: db/dtau = 2/den^2, db/dalpha = -4 tau^2/den^2
+                jac[d, 0] = 4.0 * inv2 * alpha * dtau
+                jac[d, 1] = 2.0 * inv2 * dtau
+                jac[d, 2] = -4.0 * inv2 * alpha * dtau
+                jac[d, 3] = 4.0 * inv2 * tau * dalpha
+                jac[d, 4] = -4.0 * tau * tau * inv2 * dalpha
+                jac[d, 5] = -4.0 * inv2 * tau * dalpha
+            else:
+                st = _sigmoid(t)
+                tau = 2.0 / lip * st
+                sa = _sigmoid(float(a_raw[aidx[d]]))
+                alpha = 2.0 * sa
+                coef[d, 0], coef[d, 1], coef[d, 2] = alpha, alpha * tau, 1.0 - alpha
+                dal = alpha * (1.0 - sa)
+                jac[d, 1] = alpha * tau * (1.0 - st)
+                jac[d, 3] = dal
+                jac[d, 4] = dal * tau
+                jac[d, 5] = -dal
+        return coef, jac
+
+    @_jit
+    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, arch, lip, code, g_w, g_t, g_a, g_l):
+        """One training step's loss and gradients without a graph: ``sum (net(x) - y)^2`` and the gradients
+        of the mean ``sum / x.size`` w.r.t. the raw kernels ``w`` (S, 3), ``t_raw``, ``a_raw`` and ``log_lam``,
+        added to ``g_w``, ``g_t``, ``g_a`` and ``g_l``; returns the mean. Each signal runs forward
+        through all blocks and straight back while its states sit in the cache; the coefficient maps of
+        :func:`_coefficients` are chained by hand."""
+        rows, n = x.shape
+        depth = idx.shape[0]
+        dt = x.dtype
+        one = dt.type(1.0)
+        coef, jac = _coefficients(arch, lip, idx, aidx, t_raw, a_raw, log_lam, has_lam)
+        ca, cb, cc, lam = (coef[:, 0].astype(dt), coef[:, 1].astype(dt), coef[:, 2].astype(dt),
+                           coef[:, 3].astype(dt))
+        kern = np.empty((depth, 3), dtype=dt)
+        nu = np.empty(w.shape[0], dtype=dt)
+        _normalise(w, idx, kern, nu)
+        st = np.empty((depth + 1, n), dtype=dt)
+        g = np.empty(n, dtype=dt)
+        g2 = np.empty(n, dtype=dt)
+        kd = np.empty(n, dtype=dt)
+        ph = np.empty(n, dtype=dt)
+        acc = np.zeros((depth, 7))
+        sq = 0.0
+        two = dt.type(2.0 / (rows * n))  # d mean / d residual = 2 r / size, as torch's mse_loss backward
+        for b in range(rows):
+            st[0] = x[b]
+            _signal_forward(st, ph, kern, ca, cb, cc, lam, one, code)
+            part = st[0, 0] - st[0, 0]
+            for i in range(n):
+                r = st[depth, i] - y[b, i]
+                part += r * r
+                g[i] = two * r
+            sq += part
+            _signal_backward(st, g, g2, kd, ph, kern, ca, cb, cc, lam, acc, one, code)
+        gk = np.empty((w.shape[0], 3), dtype=g_w.dtype)
+        _kernel_grads(w, idx, nu, cb, acc, gk)
+        for j in range(w.shape[0]):
+            for t in range(3):
+                g_w[j, t] += gk[j, t]
+        for d in range(depth):
+            ga, gb, gc = acc[d, 0], acc[d, 1], acc[d, 2]
+            g_t[idx[d]] += ga * jac[d, 0] + gb * jac[d, 1] + gc * jac[d, 2]
+            if arch != 0:
+                g_a[aidx[d]] += ga * jac[d, 3] + gb * jac[d, 4] + gc * jac[d, 5]
+            if has_lam:
+                g_l[idx[d]] += coef[d, 1] * acc[d, 3] * coef[d, 3]  # dL/dlambda * dlambda/dlog_lambda
+        return sq / (rows * n)
 
     @_jit
     def _map_forward(s, lam, out, code):
@@ -297,6 +431,13 @@ if HAVE_NUMBA:
 
 
 
+def _view(t: torch.Tensor, dt) -> np.ndarray:
+    """``t`` as a NumPy array of dtype ``dt`` (``None``: its own), a view where possible (the fused step's
+    per-call cost is a handful of these; each torch call costs microseconds)."""
+    a = t.detach().numpy()
+    return a if (dt is None or a.dtype == dt) else a.astype(dt)
+
+
 def _numpy(t: torch.Tensor, dt) -> np.ndarray:
     a = t.detach().contiguous().numpy()
     return a if a.dtype == dt else a.astype(dt)
@@ -308,17 +449,17 @@ class _FusedTwoStep(torch.autograd.Function):
         x = u0.detach().reshape(u0.shape[0], u0.shape[-1]).contiguous().numpy()
         dt = x.dtype
         arrs = (_numpy(w, dt).reshape(-1, 3), idx) + tuple(_numpy(t, dt) for t in (coef_a, coef_b, coef_c, lam))
-        states = np.empty((idx.shape[0] + 1,) + x.shape, dtype=dt)
+        states = np.empty((x.shape[0], idx.shape[0] + 1, x.shape[1]), dtype=dt)
         kern, nu = _forward(x, *arrs, states, code)
         ctx.save_for_backward(w, coef_a, coef_b, coef_c, lam)
         ctx.states, ctx.arrs, ctx.code, ctx.kern, ctx.nu = states, arrs, code, kern, nu
-        return torch.from_numpy(states[-1].copy()).reshape(u0.shape)
+        return torch.from_numpy(states[:, -1].copy()).reshape(u0.shape)
 
     @staticmethod
     def backward(ctx, grad_out):
         w, coef_a, coef_b, coef_c, lam = ctx.saved_tensors
         states = ctx.states
-        go = _numpy(grad_out.reshape(states.shape[1], states.shape[2]), states.dtype)
+        go = _numpy(grad_out.reshape(states.shape[0], states.shape[2]), states.dtype)
         w_np, idx, a, b, c, lm = ctx.arrs
         grads = _backward(states, w_np, idx, ctx.kern, ctx.nu, a, b, c, lm, go, ctx.code)
         ctx.states = ctx.arrs = ctx.kern = ctx.nu = None
@@ -338,6 +479,31 @@ def fused_two_step(u0: torch.Tensor, w: torch.Tensor, idx: np.ndarray, coef_a: t
     if u0.shape[-1] < 3:
         raise ValueError(f"the fused kernel needs signals of length >= 3, got {u0.shape[-1]}")
     return _FusedTwoStep.apply(u0, w, idx, coef_a, coef_b, coef_c, lam, FLUX_CODES[activation])
+
+
+def fused_mse_grads(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, idx: np.ndarray, aidx: np.ndarray,
+                    t_raw: torch.Tensor, a_raw: torch.Tensor | None, log_lam: torch.Tensor | None, activation: str,
+                    arch: str, lipschitz: float, g_w: np.ndarray, g_t: np.ndarray, g_a: np.ndarray | None,
+                    g_l: np.ndarray | None) -> float:
+    """Mean squared error of the ``arch`` network (:data:`ARCH_CODES`) on ``x`` (N, 1, n) against ``y``, with
+    its gradients w.r.t. the raw parameters added to ``g_w`` (S, 3), ``g_t``, ``g_a`` and ``g_l``, in one
+    compiled call and without an autograd graph. The parameters: the raw kernel sets ``w`` (S, ..., 3)
+    and time-step parameters ``t_raw`` (S,) indexed by ``idx`` (D,), the extrapolation parameters
+    ``a_raw`` indexed by ``aidx`` (``None`` for the symmetric ResNet) and ``log_lam`` (S,) of a contrast
+    flux (``None`` otherwise; ``g_a``, ``g_l`` may then be ``None``)."""
+    if not HAVE_NUMBA:
+        raise RuntimeError("the fused kernel needs numba")
+    if x.shape != y.shape or x.dim() != 3 or x.shape[1] != 1 or x.shape[-1] < 3:
+        raise ValueError(f"expected input and target shaped (N, 1, n >= 3) alike, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    xs = _view(x, None).reshape(x.shape[0], x.shape[-1])
+    dt = xs.dtype
+    none = np.zeros(1, dtype=dt)
+    return float(_mse_grads(
+        xs, _view(y, dt).reshape(xs.shape), _view(w, dt).reshape(-1, 3), idx, aidx, _view(t_raw, dt),
+        none if a_raw is None else _view(a_raw, dt), none if log_lam is None else _view(log_lam, dt),
+        log_lam is not None, ARCH_CODES[arch], float(lipschitz), FLUX_CODES[activation],
+        g_w, g_t, none if g_a is None else g_a, none if g_l is None else g_l))
 
 
 class _FusedFlux(torch.autograd.Function):

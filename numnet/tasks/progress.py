@@ -11,6 +11,10 @@ __all__ = ["EpochProgressBar"]
 
 
 class EpochProgressBar(TQDMProgressBar):
+    def get_metrics(self, trainer, pl_module):
+        """Lightning's metrics plus the task's per-epoch metrics, which it logs without ``self.log``."""
+        return {**super().get_metrics(trainer, pl_module), **getattr(pl_module, "epoch_metrics", {})}
+
     def init_validation_tqdm(self):
         bar = super().init_validation_tqdm()
         bar.disable = True
