@@ -246,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
              f"forward + backward + Adam over {args.signals} signals, extrapolated from the median of {REPEATS} repeats "
              f"of at least {steps} timed steps and {MIN_TIMED_S} s each, after 3 warm-up steps; {args.threads} torch "
              "thread(s). Naive baseline: eager `F.pad` + `F.conv1d` per block "
-             "(same numerics) with the default `torch.optim.Adam`; numnet steps with the optimiser it trains with "
-             "(fused Adam). Bound: 20 bytes per element and block (forward reads u, writes u'; backward reads u "
+             "(same numerics) with the default `torch.optim.Adam`; numnet runs the training step its training runs "
+             "(`numnet.tasks.denoising.train_step`: for one channel the compiled forward + MSE + backward of "
+             "`FusedStep`, then torch's fused Adam; for 16 channels autograd). Bound: 20 bytes per element and "
+             "block (forward reads u, writes u'; backward reads u "
              f"and the incoming gradient, writes the outgoing one) at the measured copy bandwidth {bw / 1e9:.2f} GB/s.",
              "", "| case | numnet epoch [s] | naive epoch [s] | naive / numnet | traffic bound [s] | numnet / bound |",
              "|---|---|---|---|---|---|"]
@@ -275,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {a} | {v:.3f} |" for a, v in per_block.items()]
     lines += ["", f"Depths {depths}, 3 activations, {epochs} epochs (the paper's maximum; no early stop), {seeds} seeds, "
               f"{jobs} parallel jobs: about **{paper_estimate_h:.0f} hours** of wall time on this machine. Only the "
-              "symmetric ResNet, Du Fort-Frankel and FSI have the fused kernel; ResNet still runs eagerly."]
+              "symmetric ResNet, Du Fort-Frankel and FSI have the fused step; ResNet runs eagerly. The default "
+              "profile's measured wall time is `sweep_wall_s` in `results/fig5/PROVENANCE.json`."]
     lines.append("")
     prov = {"artefact": "bench", **provenance(), "wall_s": round(time.perf_counter() - t0, 1),
             "bandwidth_GBps": round(bw / 1e9, 3), "quick": args.quick}

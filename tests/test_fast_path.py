@@ -171,3 +171,30 @@ def test_training_steps_equal_with_and_without_the_fused_step(cls):
     assert net.regulariser() is not None
     assert torch.allclose(params[0], params[1], atol=1e-5, rtol=1e-4)
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_fused_step_overwrites_or_adds_and_follows_replaced_tensors(shared, gen):
+    """``accumulate=False`` writes the gradients over what was there; the cached views follow a
+    ``zero_grad(set_to_none=True)`` and a copy of the model (its own tensors, not the original's)."""
+    torch.manual_seed(5)
+    net = FSINet(depth=4, activation="charbonnier", shared=shared)
+    f = 30 * torch.randn(4, 1, 20, generator=gen)
+    y = 30 * torch.randn(4, 1, 20, generator=gen)
+    net.fused_mse_step(f, y)
+    first = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.fused_mse_step(f, y)
+    assert all(torch.allclose(p.grad, 2 * first[n], rtol=1e-6, atol=0) for n, p in net.named_parameters())
+    net.fused_mse_step(f, y, accumulate=False)
+    assert all(torch.equal(p.grad, first[n]) for n, p in net.named_parameters())
+    net.zero_grad(set_to_none=True)
+    net.fused_mse_step(f, y)
+    assert all(torch.equal(p.grad, first[n]) for n, p in net.named_parameters())
+    twin = copy.deepcopy(net)
+    twin.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.mul_(1.1)
+    twin.fused_mse_step(f, y, accumulate=False)
+    assert all(torch.equal(p.grad, first[n]) for n, p in net.named_parameters())  # the original is untouched
+    assert any(not torch.allclose(p.grad, first[n]) for n, p in twin.named_parameters())

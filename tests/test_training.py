@@ -1,5 +1,6 @@
 """Training runs: summaries, weights, re-evaluation, resume, failures, CLI runs and multiruns."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -174,3 +175,42 @@ def test_cli_unwritable_output_root_is_one_line(tmp_path):
 def test_implicit_model_trains(tmp_path):
     s = execute(_cfg("model=implicit", "model.depth=2", "model.inner_steps=2"), tmp_path)
     assert s["status"] == "complete" and s["stability"]["contraction"] < 1
+
+
+def test_task_validates_every_val_every_epochs_and_restores_the_best_weights():
+    """The task's own validation: epochs 1 and 3 of 4 with ``val_every=2`` (as Lightning's
+    ``check_val_every_n_epoch``), each with its training loss, and the best epoch's weights at the end."""
+    import copy
+
+    import pytorch_lightning as pl
+
+    from numnet.data.signals import TensorBatches, make_splits
+    from numnet.metrics import psnr
+    from numnet.models import SymResNet
+    from numnet.tasks.denoising import DenoisingTask
+
+    data = make_splits(64, 40, 8, seed=0)
+    task = DenoisingTask(SymResNet(depth=3, activation="perona_malik"), lr=3e-2, batch_size=16,
+                         val_data=(data["val"].noisy, data["val"].clean), val_every=2)
+    states = {}
+    original = task.validate
+
+    def validate(chunk=1000):
+        states[task.current_epoch] = copy.deepcopy(task.model.state_dict())
+        return original(chunk=7)  # chunks smaller than the set: the mean over all signals all the same
+
+    task.validate = validate
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=4, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, enable_progress_bar=False)
+    trainer.fit(task, train_dataloaders=TensorBatches(data["train"], 32, shuffle=True, seed=0))
+    assert [h["epoch"] for h in task.history] == [1, 3]
+    assert all(h["train_loss"] > 0 and math.isfinite(h["val_psnr"]) for h in task.history)
+    best = max(task.history, key=lambda h: h["val_psnr"])
+    assert task.best_epoch == best["epoch"] and task.best_val == best["val_psnr"]
+    for name, value in task.model.state_dict().items():
+        assert torch.equal(value, states[best["epoch"]][name]), name
+    with torch.no_grad():
+        direct = float(psnr(task.model(data["val"].noisy), data["val"].clean, 255.0).mean())
+    assert direct == pytest.approx(best["val_psnr"], rel=1e-6)
+    with pytest.raises(ValueError, match="val_every"):
+        DenoisingTask(SymResNet(depth=1), val_every=0)

@@ -45,16 +45,6 @@ def _check_positive_int(name: str, value: int) -> int:
     return value
 
 
-def _grad_view(p: torch.Tensor) -> np.ndarray:
-    """``p.grad`` as a writable NumPy view, created as zeros where there is none yet (gradients are added
-    into it, as backward does); a scratch array for a frozen parameter."""
-    if not p.requires_grad:
-        return np.zeros(tuple(p.shape), dtype=np.float64)
-    if p.grad is None:
-        p.grad = torch.zeros_like(p)
-    return p.grad.numpy()
-
-
 class Denoiser1D(nn.Module):
     """Common structure: channel copy, ``depth`` blocks, channel average; ``evolve`` returns all states."""
 
@@ -168,28 +158,40 @@ class Denoiser1D(nn.Module):
         """Index of the extrapolation parameter that each block uses (one per weight set by default)."""
         return idx
 
-    def fused_mse_step(self, f: torch.Tensor, target: torch.Tensor) -> float | None:
+    def fused_mse_step(self, f: torch.Tensor, target: torch.Tensor, accumulate: bool = True) -> float | None:
         """Mean squared error of the network on ``f`` against ``target``, with its gradient added to the
-        ``.grad`` of every trainable parameter, in one compiled call (forward, loss and backward per
-        signal; :func:`numnet.nn.fused.fused_mse_grads`). The same numbers as ``F.mse_loss(self(f),
-        target).backward()`` up to rounding, without the autograd graph. Returns the loss value, or
-        ``None`` where the fused step does not apply (the caller then takes the autograd path)."""
+        ``.grad`` of every trainable parameter (written over it unless ``accumulate``), in one compiled
+        call (forward, loss and backward per signal; :class:`numnet.nn.fused.FusedStep`). The same
+        numbers as ``F.mse_loss(self(f), target).backward()`` up to rounding, without the autograd
+        graph. Returns the loss value, or ``None`` where the fused step does not apply (the caller then
+        takes the autograd path)."""
         if self.fused_arch is None or not self.uses_fused(f) or target.shape != f.shape:
             return None
-        from numnet.nn.fused import fused_mse_grads
+        step = self.__dict__.get("_fused_step")
+        if step is None or not step.valid():
+            step = self._build_fused_step()
+            if step is None:
+                return None
+            self.__dict__["_fused_step"] = step  # a plain attribute: not a module, parameter or buffer
+        return step(f, target, accumulate)
+
+    def _build_fused_step(self):
+        from numnet.nn.fused import FusedStep
 
         idx = np.zeros(self.depth, dtype=np.int64) if self.shared else np.arange(self.depth, dtype=np.int64)
         alpha = getattr(self, "alpha_raw", None)
         lams = [fl.log_lam for fl in self.fluxes] if self.fluxes[0].has_contrast else None
-        log_lam = None if lams is None else (lams[0].detach().reshape(1) if len(lams) == 1 else torch.stack(lams))
-        g_l = None if lams is None or not lams[0].requires_grad else np.zeros(len(lams), dtype=np.float64)
-        loss = fused_mse_grads(f, target, self.w, idx, self._alpha_index(idx), self.tau_raw, alpha, log_lam,
-                               self.activation, self.fused_arch, self.lipschitz, _grad_view(self.w).reshape(-1, 3),
-                               _grad_view(self.tau_raw), None if alpha is None else _grad_view(alpha), g_l)
-        if g_l is not None:
-            for j, p in enumerate(lams):
-                _grad_view(p)[...] += g_l[j]
-        return loss
+        covered = {id(p) for p in [self.w, self.tau_raw, alpha, *(lams or [])] if p is not None and p.requires_grad}
+        if covered != {id(p) for p in self.parameters() if p.requires_grad}:
+            return None  # a parameter the fused step does not know: autograd
+        return FusedStep(self.w, self.tau_raw, alpha, lams, idx, self._alpha_index(idx), self.activation,
+                         self.fused_arch, self.lipschitz)
+
+    def __getstate__(self):
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state.pop("_fused_step", None)  # views of this instance's tensors: never copied or pickled
+        return state
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         u = self._lift(f)

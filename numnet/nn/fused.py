@@ -33,7 +33,7 @@ the backward pass (``D + 1`` signals); ``s``, ``Phi`` and ``K g`` are recomputed
 values and gradients with the eager reference path.
 
 Two entry points: :func:`fused_two_step`, an autograd ``Function`` of the coefficients (any
-caller), and :func:`fused_mse_grads`, a whole training step's loss and parameter gradients without
+caller), and :class:`FusedStep`, a whole training step's loss and parameter gradients without
 a graph: each signal goes forward through all blocks, into the MSE, and straight back while its
 ``D + 1`` states sit in the cache, and the coefficient maps of the architectures (``tau``, ``alpha``
 and ``lambda`` from their unconstrained parameters, Eq. 14, 20, 21, 56) are chained by hand. Per
@@ -54,7 +54,7 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "FLUX_CODES", "ARCH_CODES", "fused_flux", "fused_mse_grads", "fused_two_step"]
+__all__ = ["HAVE_NUMBA", "FLUX_CODES", "ARCH_CODES", "FusedStep", "fused_flux", "fused_two_step"]
 
 #: flux name -> code of the kernel specialisation
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
@@ -361,10 +361,10 @@ if HAVE_NUMBA:
         return coef, jac
 
     @_jit
-    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, arch, lip, code, g_w, g_t, g_a, g_l):
+    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, arch, lip, code, g_w, g_t, g_a, g_l, accumulate):
         """One training step's loss and gradients without a graph: ``sum (net(x) - y)^2`` and the gradients
         of the mean ``sum / x.size`` w.r.t. the raw kernels ``w`` (S, 3), ``t_raw``, ``a_raw`` and ``log_lam``,
-        added to ``g_w``, ``g_t``, ``g_a`` and ``g_l``; returns the mean. Each signal runs forward
+        added to ``g_w``, ``g_t``, ``g_a`` and ``g_l`` (written over them unless ``accumulate``); returns the mean. Each signal runs forward
         through all blocks and straight back while its states sit in the cache; the coefficient maps of
         :func:`_coefficients` are chained by hand."""
         rows, n = x.shape
@@ -395,6 +395,11 @@ if HAVE_NUMBA:
                 g[i] = two * r
             sq += part
             _signal_backward(st, g, g2, kd, ph, kern, ca, cb, cc, lam, acc, one, code)
+        if not accumulate:
+            g_w[:] = 0
+            g_t[:] = 0
+            g_a[:] = 0
+            g_l[:] = 0
         gk = np.empty((w.shape[0], 3), dtype=g_w.dtype)
         _kernel_grads(w, idx, nu, cb, acc, gk)
         for j in range(w.shape[0]):
@@ -429,13 +434,6 @@ if HAVE_NUMBA:
 
 
 
-
-
-def _view(t: torch.Tensor, dt) -> np.ndarray:
-    """``t`` as a NumPy array of dtype ``dt`` (``None``: its own), a view where possible (the fused step's
-    per-call cost is a handful of these; each torch call costs microseconds)."""
-    a = t.detach().numpy()
-    return a if (dt is None or a.dtype == dt) else a.astype(dt)
 
 
 def _numpy(t: torch.Tensor, dt) -> np.ndarray:
@@ -481,29 +479,67 @@ def fused_two_step(u0: torch.Tensor, w: torch.Tensor, idx: np.ndarray, coef_a: t
     return _FusedTwoStep.apply(u0, w, idx, coef_a, coef_b, coef_c, lam, FLUX_CODES[activation])
 
 
-def fused_mse_grads(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, idx: np.ndarray, aidx: np.ndarray,
-                    t_raw: torch.Tensor, a_raw: torch.Tensor | None, log_lam: torch.Tensor | None, activation: str,
-                    arch: str, lipschitz: float, g_w: np.ndarray, g_t: np.ndarray, g_a: np.ndarray | None,
-                    g_l: np.ndarray | None) -> float:
-    """Mean squared error of the ``arch`` network (:data:`ARCH_CODES`) on ``x`` (N, 1, n) against ``y``, with
-    its gradients w.r.t. the raw parameters added to ``g_w`` (S, 3), ``g_t``, ``g_a`` and ``g_l``, in one
-    compiled call and without an autograd graph. The parameters: the raw kernel sets ``w`` (S, ..., 3)
-    and time-step parameters ``t_raw`` (S,) indexed by ``idx`` (D,), the extrapolation parameters
-    ``a_raw`` indexed by ``aidx`` (``None`` for the symmetric ResNet) and ``log_lam`` (S,) of a contrast
-    flux (``None`` otherwise; ``g_a``, ``g_l`` may then be ``None``)."""
-    if not HAVE_NUMBA:
-        raise RuntimeError("the fused kernel needs numba")
-    if x.shape != y.shape or x.dim() != 3 or x.shape[1] != 1 or x.shape[-1] < 3:
-        raise ValueError(f"expected input and target shaped (N, 1, n >= 3) alike, got {tuple(x.shape)} and "
-                         f"{tuple(y.shape)}")
-    xs = _view(x, None).reshape(x.shape[0], x.shape[-1])
-    dt = xs.dtype
-    none = np.zeros(1, dtype=dt)
-    return float(_mse_grads(
-        xs, _view(y, dt).reshape(xs.shape), _view(w, dt).reshape(-1, 3), idx, aidx, _view(t_raw, dt),
-        none if a_raw is None else _view(a_raw, dt), none if log_lam is None else _view(log_lam, dt),
-        log_lam is not None, ARCH_CODES[arch], float(lipschitz), FLUX_CODES[activation],
-        g_w, g_t, none if g_a is None else g_a, none if g_l is None else g_l))
+class FusedStep:
+    """The training step of :func:`_mse_grads` for one network: MSE of the ``arch`` network
+    (:data:`ARCH_CODES`) and the gradients of its raw parameters, in one compiled call without an
+    autograd graph. The parameters: the kernel sets ``w`` (S, ..., 3) and time-step parameters
+    ``t_raw`` (S,) indexed by ``idx`` (D,), the extrapolation parameters ``a_raw`` indexed by ``aidx``
+    (``None`` for the symmetric ResNet) and the contrast parameters ``log_lams`` (one 0-d tensor per
+    set; ``None`` for fluxes without one). NumPy views of the parameters and of their ``.grad`` are
+    made once (each torch call costs microseconds, and a step is a few hundred); :meth:`valid` tells
+    when a tensor was replaced (``zero_grad(set_to_none=True)``, ``.to()``) and the views are stale."""
+
+    def __init__(self, w, t_raw, a_raw, log_lams, idx, aidx, activation: str, arch: str, lipschitz: float) -> None:
+        if not HAVE_NUMBA:
+            raise RuntimeError("the fused kernel needs numba")
+        self.tensors = [w, t_raw] + ([] if a_raw is None else [a_raw]) + list(log_lams or [])
+        for p in self.tensors:
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.key = self._key()
+        grad = lambda p: p.grad.numpy() if p.requires_grad else np.zeros(tuple(p.shape), dtype=p.detach().numpy().dtype)
+        none = np.zeros(1, dtype=w.detach().numpy().dtype)
+        self.idx, self.aidx = idx, aidx
+        self.codes = (ARCH_CODES[arch], float(lipschitz), FLUX_CODES[activation])
+        self.w, self.g_w = w.detach().numpy().reshape(-1, 3), grad(w).reshape(-1, 3)
+        self.t, self.g_t = t_raw.detach().numpy(), grad(t_raw)
+        self.a, self.g_a = (none, none.copy()) if a_raw is None else (a_raw.detach().numpy(), grad(a_raw))
+        self.lams = [p.detach().numpy() for p in log_lams or []]
+        self.g_lams = [grad(p) for p in log_lams or []]
+        self.has_lam = bool(self.lams)
+        self.lam_scratch = np.zeros(max(len(self.lams), 1))
+        self.g_lam = self.g_lams[0].reshape(1) if len(self.lams) == 1 else np.zeros(max(len(self.lams), 1))
+
+    def _key(self) -> tuple:
+        return tuple((p.data_ptr(), None if p.grad is None else p.grad.data_ptr()) for p in self.tensors)
+
+    def valid(self) -> bool:
+        """Whether the views still show the parameters and gradients (no tensor was replaced)."""
+        return self._key() == self.key
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, accumulate: bool = True) -> float:
+        """MSE of the network on ``x`` (N, 1, n >= 3) against ``y``; its gradients are added to ``.grad``
+        (``accumulate``) or written over it."""
+        if x.shape != y.shape or x.dim() != 3 or x.shape[1] != 1 or x.shape[-1] < 3:
+            raise ValueError(f"expected input and target shaped (N, 1, n >= 3) alike, got {tuple(x.shape)} and "
+                             f"{tuple(y.shape)}")
+        xs = x.detach().numpy().reshape(x.shape[0], x.shape[-1])
+        ys = y.detach().numpy().reshape(xs.shape)
+        if len(self.lams) == 1:
+            lam = self.lams[0].reshape(1)
+        else:
+            lam = self.lam_scratch
+            for j, v in enumerate(self.lams):
+                lam[j] = v
+        several = len(self.lams) > 1
+        if several:
+            self.g_lam[:] = 0  # scratch: added to the per-set gradients below
+        loss = _mse_grads(xs, ys, self.w, self.idx, self.aidx, self.t, self.a, lam, self.has_lam, *self.codes,
+                          self.g_w, self.g_t, self.g_a, self.g_lam, accumulate)
+        if several:
+            for j, g in enumerate(self.g_lams):
+                g[...] = g + self.g_lam[j] if accumulate else self.g_lam[j]
+        return float(loss)
 
 
 class _FusedFlux(torch.autograd.Function):

@@ -31,11 +31,11 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
     the MSE is a float; otherwise autograd runs and the MSE is a detached tensor (no host read).
     ``backward``: how to run backward (``LightningModule.manual_backward``; default ``Tensor.backward``)."""
     backward = backward or torch.Tensor.backward
-    opt.zero_grad(set_to_none=True)
     fused = getattr(model, "fused_mse_step", None)
-    loss = fused(x, y) if fused is not None else None
+    loss = fused(x, y, accumulate=False) if fused is not None else None  # sets every gradient
     reg = model.regulariser() if hasattr(model, "regulariser") else None
     if loss is None:
+        opt.zero_grad(set_to_none=True)
         mse = F.mse_loss(model(x), y)
         backward(mse if reg is None else mse + reg)
         loss = mse.detach()
