@@ -34,7 +34,7 @@ from numnet.runinfo import provenance
 N = 256
 BATCH = 32
 ACTS = ["relu", "charbonnier", "perona_malik"]
-REPEATS = 3
+REPEATS = 5
 MIN_TIMED_S = 0.5
 
 
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     light_cases = [(1000, 2)] if args.quick else [(2000, 40), (10000, 8)]
     light = {}
     for n, epochs in light_cases:
-        ratio, lit, raw = lightning_overhead(n, epochs, 1 if args.quick else 5)
+        ratio, lit, raw = lightning_overhead(n, epochs, 1 if args.quick else 7)
         light[n] = (epochs, ratio, lit, raw)
         print(f"[bench] Lightning / raw loop, {epochs} epochs of {n} signals: {ratio:.3f} "
               f"(fastest {lit:.2f} s vs {raw:.2f} s)", flush=True)

@@ -11,7 +11,6 @@ The weights of the best validation epoch are kept in memory and restored at the 
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import pytorch_lightning as pl
@@ -114,7 +113,7 @@ class DenoisingTask(pl.LightningModule):
             self.history.append({"epoch": self.current_epoch, "val_psnr": v, "train_loss": mean})
             if v > self.best_val:
                 self.best_val, self.best_epoch = v, self.current_epoch
-                self._best_state = copy.deepcopy(self.model.state_dict())
+                self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
         """Per-epoch metrics straight to the loggers at step = epoch, and to the progress bar
