@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                          "numnet_epoch_s": round(t_num, 4), "naive_epoch_s": round(t_naive, 4),
                          "speedup": round(t_naive / t_num, 3), "bound_epoch_s": round(bound, 4)})
             print(f"[bench] {rows[-1]}", flush=True)
-    # epochs of the quick profile (2000 signals) and of the paper (10000, the epoch of every row above); the
-    # csv row holds the latter. Lightning's cost is per epoch and per batch, so it weighs more on short epochs.
+    # short epochs (2000 signals) and the paper's (10000, the epoch of every row above); the csv row holds
+    # the latter. Lightning's cost is per epoch and per batch, so it weighs more on short epochs.
     light_cases = [(1000, 2)] if args.quick else [(2000, 40), (10000, 8)]
     light = {}
     for n, n_epochs in light_cases:

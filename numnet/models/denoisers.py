@@ -130,6 +130,10 @@ class Denoiser1D(nn.Module):
         ``None`` where the architecture has no such form (the kernels are ``self.w``, normalised inside)."""
         return None
 
+    def _block_sets(self) -> np.ndarray:
+        """The weight set of every block, :meth:`idx` as an array for the fused kernels."""
+        return np.zeros(self.depth, dtype=np.int64) if self.shared else np.arange(self.depth, dtype=np.int64)
+
     def _per_block(self, x: torch.Tensor) -> torch.Tensor:
         """Per-set values (first dimension ``n_sets``) repeated for the blocks that use them."""
         return x.expand(self.depth, *x.shape[1:]) if self.shared else x
@@ -148,7 +152,7 @@ class Denoiser1D(nn.Module):
             lams = self._per_block(torch.stack([fl.lam for fl in self.fluxes]))
         else:
             lams = torch.ones(self.depth, dtype=f.dtype)
-        idx = np.zeros(self.depth, dtype=np.int64) if self.shared else np.arange(self.depth, dtype=np.int64)
+        idx = self._block_sets()
         return fused_two_step(f, self.w, idx, a, b, c, lams, self.activation)
 
     #: key of the architecture's coefficient map in :data:`numnet.nn.fused.ARCH_CODES` (fused training step)
@@ -178,7 +182,7 @@ class Denoiser1D(nn.Module):
     def _build_fused_step(self):
         from numnet.nn.fused import FusedStep
 
-        idx = np.zeros(self.depth, dtype=np.int64) if self.shared else np.arange(self.depth, dtype=np.int64)
+        idx = self._block_sets()
         alpha = getattr(self, "alpha_raw", None)
         lams = [fl.log_lam for fl in self.fluxes] if self.fluxes[0].has_contrast else None
         covered = {id(p) for p in [self.w, self.tau_raw, alpha, *(lams or [])] if p is not None and p.requires_grad}
@@ -188,8 +192,7 @@ class Denoiser1D(nn.Module):
                          self.fused_arch, self.lipschitz)
 
     def __getstate__(self):
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
-        state = dict(state)
+        state = self.__dict__.copy()
         state.pop("_fused_step", None)  # views of this instance's tensors: never copied or pickled
         return state
 

@@ -58,7 +58,7 @@ __all__ = ["HAVE_NUMBA", "FLUX_CODES", "ARCH_CODES", "FusedStep", "fused_flux", 
 
 #: flux name -> code of the kernel specialisation
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
-#: architecture -> code of the coefficient map inside :func:`fused_mse_grads`
+#: architecture -> code of the coefficient map inside :class:`FusedStep`
 ARCH_CODES = {"symresnet": 0, "dufort_frankel": 1, "fsi": 2}
 
 #: ``eps`` of :func:`numnet.nn.stencil.normalise`
@@ -431,9 +431,6 @@ if HAVE_NUMBA:
             out[i] = g[i] * fp
             acc += g[i] * fl
         return acc
-
-
-
 
 
 def _numpy(t: torch.Tensor, dt) -> np.ndarray:
