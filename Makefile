@@ -18,7 +18,7 @@ PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
+.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
@@ -48,6 +48,9 @@ reproduce-fig6: $(STAMP) ## Fig. 6 (time-dynamic, Eq. 27) into results/fig6 (PRO
 
 reproduce-fig7: $(STAMP) ## Fig. 7 (16 channels) into results/fig7 (PROFILE=quick16|paper)
 	$(SWEEP) fig7
+
+reproduce-fig7-paper: $(STAMP) ## Fig. 7's headline (SymResNet, 20 blocks, C = 16) under the paper's protocol, both normalisation rules, into results/fig7-paper (hours; resumes)
+	$(SWEEP) fig7-paper
 
 reproduce-fig9: $(STAMP) ## Fig. 9 (EED inpainting: FMG net, U-net, single grid, CG) into results/fig9 (PROFILE=quick|paper)
 	$(PY) scripts/reproduce_fig9.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'

@@ -11,7 +11,7 @@ from numnet.models import MODELS, build_model
 from numnet.nn.activations import FLUXES
 
 __all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices", "compose_config", "model_kwargs",
-           "check_sweep_args"]
+           "check_sweep_args", "norm_tag"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -20,9 +20,16 @@ class ConfigError(ValueError):
     """An invalid configuration value, reported before any compute starts."""
 
 
+def norm_tag(rule: str | None) -> str:
+    """Run-name suffix of a kernel normalisation rule: none for the default (``paper``), else ``-<rule>``."""
+    return "" if rule in (None, "paper") else f"-{rule}"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("shared_tag"):
         OmegaConf.register_new_resolver("shared_tag", lambda s: "shared" if str(s).lower() == "true" else "own")
+    if not OmegaConf.has_resolver("norm_tag"):
+        OmegaConf.register_new_resolver("norm_tag", norm_tag)
 
 
 def compose_config(*overrides: str) -> DictConfig:
@@ -63,6 +70,12 @@ def validate(cfg: DictConfig) -> None:
         v = _num(cfg, key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{key} must be an integer >= 1, got {v!r}")
+    v = _num(cfg, "profile.patience")
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ConfigError(f"profile.patience must be an integer >= 0 (0: no early stop), got {v!r}")
+    v = _num(cfg, "trainer.checkpoint_every_s")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+        raise ConfigError(f"trainer.checkpoint_every_s must be a number >= 0 (0: no resume checkpoint), got {v!r}")
     if not isinstance(m.shared, bool):
         raise ConfigError(f"model.shared must be true or false, got {m.shared!r}")
     if not a.lam > 0:

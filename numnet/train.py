@@ -29,6 +29,7 @@ from numnet.config import (  # noqa: E402
     ConfigError,
     check_writable,
     model_kwargs,
+    norm_tag,
     register_resolvers,
     validate,
 )
@@ -73,8 +74,11 @@ def _loggers(cfg: DictConfig, out_dir: Path, run_name: str):
 
 
 def run_name(cfg: DictConfig) -> str:
+    """``<model>-<activation>-d<depth>-c<channels>-<shared|own>[-<normalisation>]-s<seed>``: the
+    normalisation rule only where it is not the default (``paper``); the sweep folders use the same."""
     shared = "shared" if cfg.model.shared else "own"
-    return f"{cfg.model.name}-{cfg.activation.name}-d{cfg.model.depth}-c{cfg.model.channels}-{shared}-s{cfg.seed}"
+    norm = norm_tag(OmegaConf.select(cfg, "model.normalisation", default="paper"))
+    return f"{cfg.model.name}-{cfg.activation.name}-d{cfg.model.depth}-c{cfg.model.channels}-{shared}{norm}-s{cfg.seed}"
 
 
 def _quiet_lightning() -> None:
@@ -96,6 +100,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from numnet.metrics import psnr
     from numnet.models import build_model
     from numnet.runinfo import atomic_torch_save, provenance
+    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
     from numnet.tasks.denoising import DenoisingTask
 
     t0 = time.perf_counter()
@@ -106,10 +111,23 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     data = _splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma))
     model = build_model(cfg.model.name, **model_kwargs(cfg))
     task = DenoisingTask(model, lr=float(t.lr), data_range=float(t.data_range), batch_size=int(p.batch_size),
-                         val_data=(data["val"].noisy, data["val"].clean), val_every=int(p.val_every))
+                         val_data=(data["val"].noisy, data["val"].clean), val_every=int(p.val_every),
+                         patience=int(p.patience))
+    # chunks of `steps_per_batch` minibatches: one Adam step per minibatch inside the task
+    train_batches = TensorBatches(data["train"], int(p.batch_size) * int(cfg.trainer.steps_per_batch),
+                                  shuffle=True, seed=int(cfg.seed))
+    identity = run_identity(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        resume = read_resume(out_dir, identity)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if resume is not None:
+        print(f"[numnet] resume {out_dir} from its checkpoint", flush=True)
     name = run_name(cfg)
     loggers = _loggers(cfg, out_dir, name)
     callbacks = []
+    if float(cfg.trainer.checkpoint_every_s) > 0:
+        callbacks.append(ResumeCheckpoint(out_dir, identity, train_batches, float(cfg.trainer.checkpoint_every_s)))
     if cfg.trainer.progress_bar:
         from numnet.tasks.progress import EpochProgressBar
 
@@ -123,19 +141,17 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         deterministic=bool(cfg.trainer.deterministic),
         logger=loggers or False,
         callbacks=callbacks,
-        enable_checkpointing=False,
+        enable_checkpointing=any(isinstance(c, ResumeCheckpoint) for c in callbacks),  # no default ModelCheckpoint
         enable_model_summary=False,
         enable_progress_bar=bool(cfg.trainer.progress_bar),
         num_sanity_val_steps=0,
         log_every_n_steps=1,
         default_root_dir=str(out_dir),
     )
-    # chunks of `steps_per_batch` minibatches: one Adam step per minibatch inside the task
-    train_batches = TensorBatches(data["train"], int(p.batch_size) * int(cfg.trainer.steps_per_batch),
-                                  shuffle=True, seed=int(cfg.seed))
     test_batches = TensorBatches(data["test"], 1000, shuffle=False)
     try:
-        trainer.fit(task, train_dataloaders=train_batches)  # the task validates (DenoisingTask)
+        # the task validates (DenoisingTask); `resume`: the checkpoint of an interrupted invocation
+        trainer.fit(task, train_dataloaders=train_batches, ckpt_path=resume)
         test_psnr = float(trainer.test(task, dataloaders=test_batches, verbose=False)[0]["test/psnr"])
         with torch.no_grad():
             noisy_psnr = float(psnr(data["test"].noisy, data["test"].clean, float(t.data_range)).mean())
@@ -149,6 +165,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "depth": int(cfg.model.depth),
             "channels": int(cfg.model.channels),
             "shared": bool(cfg.model.shared),
+            "normalisation": model.normalisation if model.normalises else None,
             "seed": int(cfg.seed),
             "params": model.n_params(),
             "metrics": {
@@ -158,6 +175,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 "best_epoch": task.best_epoch,
             },
             "epochs": int(trainer.current_epoch),
+            "stopped_early": bool(task.stopped_early),
+            "resumed": resume is not None,
             "dataset": {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
                         "length": int(t.length), "sigma": float(t.sigma)},
             "stability": model.stability(),
@@ -229,10 +248,16 @@ def _is_multirun() -> bool:
 
 def run_identity(config: dict) -> dict:
     """What a run computes: the resolved config without the keys that only change how it runs or logs."""
+    from numnet.models import MODELS
+
     model = {k: v for k, v in config.get("model", {}).items() if k != "fused"}
+    if getattr(MODELS.get(model.get("name")), "normalises", False):
+        model.setdefault("normalisation", "provable")  # runs recorded before the option: the provable rule
     if model.get("shared", True):
         model.pop("beta", None)  # Eq. (27) acts only on own weights per block
-    return {"model": model, **{k: config.get(k) for k in ("activation", "task", "profile", "seed")}}
+    profile = dict(config.get("profile") or {})
+    profile.setdefault("patience", 0)  # runs recorded before early stopping trained max_epochs
+    return {"model": model, "profile": profile, **{k: config.get(k) for k in ("activation", "task", "seed")}}
 
 
 def already_done(cfg: DictConfig, out_dir: Path, identity) -> bool:
@@ -282,6 +307,7 @@ def execute_recorded(cfg: DictConfig, out_dir: Path, check, identity, train_fn, 
             return failed
         raise
     write_json_atomic(summary_path, summary)
+    (out_dir / "resume.ckpt").unlink(missing_ok=True)  # numnet.tasks.checkpoint: the run is complete
     print(describe(summary), flush=True)
     return summary
 

@@ -23,11 +23,14 @@ from numnet.classical import run_classical
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.report.fig5 import write_fig5
 from numnet.report.fig67 import write_fig6, write_fig7
+from numnet.report.fig7_paper import write_fig7_paper
 from numnet.runinfo import launch_sweep
 
 
-#: artefact -> (report writer, default profile: the one whose sweep fits about 30 minutes on 2 cores)
-ARTEFACTS = {"fig5": (write_fig5, "quick"), "fig6": (write_fig6, "quick"), "fig7": (write_fig7, "quick16")}
+#: artefact -> (experiment config, report writer, default profile: for figs 5-7 the one whose sweep fits about
+#: 30 minutes on 2 cores, seeds: None for the profile's)
+ARTEFACTS = {"fig5": ("fig5", write_fig5, "quick", None), "fig6": ("fig6", write_fig6, "quick", None),
+             "fig7": ("fig7", write_fig7, "quick16", None), "fig7-paper": ("fig7_paper", write_fig7_paper, "paper", [0])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra", default="", help="further Hydra overrides, e.g. 'trainer=gpu'")
     args = ap.parse_args(argv)
     art = args.artefact
-    write_report, default_profile = ARTEFACTS[art]
+    experiment, write_report, default_profile, art_seeds = ARTEFACTS[art]
     if args.profile == "default":
         args.profile = default_profile
     try:
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     prof = OmegaConf.load(CONFIG_DIR / "profile" / f"{args.profile}.yaml")
-    seeds = ",".join(str(s) for s in prof.seeds)
+    seeds = ",".join(str(s) for s in (art_seeds or prof.seeds))
     since = time.time()
     print(f"[{art}] profile={args.profile}: classical baselines", flush=True)
     try:  # also the check that results/<fig>/runs holds no runs of another profile
@@ -60,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    cmd = ["-m", "numnet.train", "-m", f"experiment={art}", f"profile={args.profile}", f"seed={seeds}",
+    cmd = ["-m", "numnet.train", "-m", f"experiment={experiment}", f"profile={args.profile}", f"seed={seeds}",
            f"logger={args.logger}", f"threads={args.threads}", "trainer.progress_bar=false",
            f"results_root={args.results}"]
     settings = {"artefact": art, "profile": args.profile,
                 "dataset": {"n_train": prof.n_train, "n_val": prof.n_val, "n_test": prof.n_test},
-                "epochs": prof.max_epochs, "batch_size": prof.batch_size, "lr": prof.lr, "seeds": list(prof.seeds),
+                "epochs": prof.max_epochs, "batch_size": prof.batch_size, "lr": prof.lr,
+                "seeds": list(art_seeds or prof.seeds),
                 "threads": args.threads}
     rc, wall = launch_sweep(cmd, out, settings, args.jobs, art, shlex.split(args.extra), since)
     runs = write_report(out)

@@ -104,6 +104,13 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-len(self.data) // self.batch_size)
 
+    def state_dict(self) -> dict:
+        """The shuffling generator's state: a resumed run draws the same minibatches as an uninterrupted one."""
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
+
     def __iter__(self):
         n = len(self.data)
         noisy, clean = self.data.noisy, self.data.clean

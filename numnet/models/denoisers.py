@@ -26,7 +26,7 @@ from torch import nn
 
 from numnet.nn.activations import Flux, build_flux
 from numnet.nn.blocks import diffusion_step, dufort_frankel_step, dufort_frankel_weights, fsi_step, resnet_step
-from numnet.nn.stencil import normalise, spectral_norm
+from numnet.nn.stencil import check_normalisation, normalise, spectral_norm
 
 __all__ = ["Denoiser1D", "ResNet", "SymResNet", "DuFortFrankelNet", "FSINet"]
 
@@ -49,6 +49,8 @@ class Denoiser1D(nn.Module):
     """Common structure: channel copy, ``depth`` blocks, channel average; ``evolve`` returns all states."""
 
     name: str = "denoiser"
+    #: whether the blocks apply normalised kernels (``model.normalisation``, Sec. 3.3)
+    normalises: bool = True
 
     def __init__(
         self,
@@ -59,8 +61,11 @@ class Denoiser1D(nn.Module):
         lam: float = 15.0,
         kernel_init: float = 0.1,
         beta: float = 0.0,
+        normalisation: str = "paper",
     ) -> None:
         super().__init__()
+        #: rule that rescales the kernels (Sec. 3.3, :func:`numnet.nn.stencil.normalise`): ``paper`` or ``provable``
+        self.normalisation = check_normalisation(normalisation)
         self.depth = _check_positive_int("depth", depth)
         self.channels = _check_positive_int("channels", channels)
         self.shared = bool(shared)
@@ -98,9 +103,13 @@ class Denoiser1D(nn.Module):
         """Block ``k`` applied to state ``u`` (``u_prev``: the state before) with weights ``p``."""
         raise NotImplementedError
 
+    def normalised(self, w: torch.Tensor) -> torch.Tensor:
+        """Kernels ``w`` (one set or a stack) as the blocks apply them, by the model's normalisation rule."""
+        return normalise(w, self.normalisation)
+
     def _all_weights(self) -> list[dict]:
         if hasattr(self, "w"):  # normalised kernels: all sets in one call (one batched bound)
-            kn = normalise(self.w)
+            kn = self.normalised(self.w)
             return [self.weights(i, kn[i]) for i in range(self.n_sets)]
         return [self.weights(i) for i in range(self.n_sets)]
 
@@ -153,7 +162,7 @@ class Denoiser1D(nn.Module):
         else:
             lams = torch.ones(self.depth, dtype=f.dtype)
         idx = self._block_sets()
-        return fused_two_step(f, self.w, idx, a, b, c, lams, self.activation)
+        return fused_two_step(f, self.w, idx, a, b, c, lams, self.activation, self.normalisation)
 
     #: key of the architecture's coefficient map in :data:`numnet.nn.fused.ARCH_CODES` (fused training step)
     fused_arch: str | None = None
@@ -189,7 +198,7 @@ class Denoiser1D(nn.Module):
         if covered != {id(p) for p in self.parameters() if p.requires_grad}:
             return None  # a parameter the fused step does not know: autograd
         return FusedStep(self.w, self.tau_raw, alpha, lams, idx, self._alpha_index(idx), self.activation,
-                         self.fused_arch, self.lipschitz)
+                         self.fused_arch, self.lipschitz, self.normalisation)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -211,7 +220,7 @@ class Denoiser1D(nn.Module):
         """The per-block parameters ``theta^k`` that Eq. (27) ties together, each shaped ``(n_sets, ...)``:
         the kernels as the blocks apply them and the contrast parameters (log lambda). Numerical
         parameters (time steps, extrapolation weights) are left out, as in the paper."""
-        groups = [normalise(self.w)]
+        groups = [self.normalised(self.w)]
         if self.fluxes[0].has_contrast:
             groups.append(torch.stack([fl.log_lam for fl in self.fluxes]))
         return groups
@@ -250,13 +259,14 @@ class Denoiser1D(nn.Module):
         return ["set", "kernel", "out", "in", "w_-1", "w_0", "w_+1"], rows[:max_rows]
 
     def applied_kernels(self, i: int) -> dict[str, torch.Tensor]:
-        return {"k": normalise(self.w[i])}
+        return {"k": self.normalised(self.w[i])}
 
 
 class ResNet(Denoiser1D):
     """Standard ResNet, Eq. (6) with ``sigma_2 = Id``: two free kernels and two biases per block."""
 
     name = "resnet"
+    normalises = False
 
     def __init__(self, depth: int, **kw) -> None:
         super().__init__(depth, **kw)
@@ -312,11 +322,11 @@ class SymResNet(Denoiser1D):
         return (2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw[i])
 
     def kernel(self, i: int = 0) -> torch.Tensor:
-        """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
-        return normalise(self.w[i])
+        """Kernels of weight set ``i`` as the blocks apply them (``||K||_2 <= 1`` under the provable rule)."""
+        return self.normalised(self.w[i])
 
     def weights(self, i, k=None):
-        return {"w": normalise(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
+        return {"w": self.normalised(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
 
     def step(self, k, u, u_prev, p):
         return diffusion_step(u, p["w"], p["tau"], p["flux"])
@@ -357,11 +367,11 @@ class DuFortFrankelNet(Denoiser1D):
         return self.lipschitz / 4.0 + F.softplus(self.alpha_raw[i])
 
     def kernel(self, i: int = 0) -> torch.Tensor:
-        """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
-        return normalise(self.w[i])
+        """Kernels of weight set ``i`` as the blocks apply them (``||K||_2 <= 1`` under the provable rule)."""
+        return self.normalised(self.w[i])
 
     def weights(self, i, k=None):
-        return {"w": normalise(self.w[i]) if k is None else k, "tau": self.tau(i), "alpha": self.alpha(i), "flux": self.fluxes[i]}
+        return {"w": self.normalised(self.w[i]) if k is None else k, "tau": self.tau(i), "alpha": self.alpha(i), "flux": self.fluxes[i]}
 
     def step(self, k, u, u_prev, p):
         return dufort_frankel_step(u, u_prev, p["w"], p["tau"], p["alpha"], p["flux"])
@@ -412,11 +422,11 @@ class FSINet(Denoiser1D):
         return 2.0 * torch.sigmoid(self.alpha_raw[k])
 
     def kernel(self, i: int = 0) -> torch.Tensor:
-        """Normalised kernels of weight set ``i`` (``||K||_2 <= 1``)."""
-        return normalise(self.w[i])
+        """Kernels of weight set ``i`` as the blocks apply them (``||K||_2 <= 1`` under the provable rule)."""
+        return self.normalised(self.w[i])
 
     def weights(self, i, k=None):
-        return {"w": normalise(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
+        return {"w": self.normalised(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
 
     def step(self, k, u, u_prev, p):
         return fsi_step(u, u_prev, p["w"], p["tau"], self.alpha(k), p["flux"])

@@ -11,7 +11,7 @@ from torch import nn
 
 from numnet.models.denoisers import Denoiser1D, _inv_sigmoid
 from numnet.nn.blocks import implicit_step
-from numnet.nn.stencil import normalise, spectral_norm
+from numnet.nn.stencil import spectral_norm
 
 __all__ = ["ImplicitNet"]
 
@@ -37,10 +37,10 @@ class ImplicitNet(Denoiser1D):
         return torch.sigmoid(self.tau_raw[i]) / self.lipschitz
 
     def kernel(self, i: int = 0) -> torch.Tensor:
-        return normalise(self.w[i])
+        return self.normalised(self.w[i])
 
     def weights(self, i, k=None):
-        return {"w": normalise(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
+        return {"w": self.normalised(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
 
     def step(self, k, u, u_prev, p):
         return implicit_step(u, p["w"], p["tau"], p["flux"], self.inner_steps)

@@ -20,9 +20,10 @@ numba-compiled calls with gradients derived by hand. With ``g = dL/du^{k+1}`` (t
     \frac{\partial L}{\partial w_{k,t}} = -b_k\big(\langle S_t g, \Phi(s)\rangle
         + \langle K_k g \odot \Phi'(s), S_t u^k\rangle\big).
 
-The kernels enter raw: ``w / (nu(w) + eps)`` with the bound ``nu = sqrt(R S)`` of
-:func:`numnet.nn.stencil.norm_bound` is applied inside, and its gradient is chained by hand (ties of
-the maxima split the gradient in halves, as ``torch.maximum`` does).
+The kernels enter raw: ``w / (nu(w) + eps)`` is applied inside, with ``nu`` the paper's row sum
+``sum_t |w_t|`` or the provable bound ``sqrt(R S)`` of :func:`numnet.nn.stencil.norm_bound` (one channel:
+:func:`numnet.nn.stencil.normalise`), and its gradient is chained by hand (ties of the maxima split
+the gradient in halves, as ``torch.maximum`` does).
 
 Layout for speed: every loop over a signal has its two boundary samples peeled off, so the
 interior loops are branch-free apart from the loop-invariant flux code and vectorise; each signal
@@ -60,6 +61,8 @@ __all__ = ["HAVE_NUMBA", "FLUX_CODES", "ARCH_CODES", "FusedStep", "fused_flux", 
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
 #: architecture -> code of the coefficient map inside :class:`FusedStep`
 ARCH_CODES = {"symresnet": 0, "dufort_frankel": 1, "fsi": 2}
+#: normalisation rule (:data:`numnet.nn.stencil.NORMALISATIONS`) -> code of the kernel specialisation
+NORM_CODES = {"paper": 0, "provable": 1}
 
 #: ``eps`` of :func:`numnet.nn.stencil.normalise`
 _EPS = 1e-12
@@ -77,11 +80,15 @@ if HAVE_NUMBA:
         return 0.5, 0.5
 
     @_jit
-    def _normalise(w, idx, kern, nu):
-        """``kern[d] = w[idx[d]] / (sqrt(R S) + eps)`` for one-channel kernel sets ``w`` (S, 3)."""
+    def _normalise(w, idx, kern, nu, rule):
+        """``kern[d] = w[idx[d]] / (nu + eps)`` for one-channel kernel sets ``w`` (S, 3): ``nu`` the row sum
+        ``sum_t |w_t|`` (``rule`` 0, the paper's) or ``sqrt(R S)`` (``rule`` 1, the provable bound)."""
         for j in range(w.shape[0]):
             wm, w0, wp = w[j, 0], w[j, 1], w[j, 2]
             inner = abs(wm) + abs(w0) + abs(wp)
+            if rule == 0:
+                nu[j] = inner + _EPS
+                continue
             row = max(inner, max(abs(wm + w0) + abs(wp), abs(wm) + abs(w0 + wp)))
             col = max(inner, max(abs(wm + w0) + abs(wm), abs(w0 + wp) + abs(wp)))
             nu[j] = math.sqrt(row * col) + _EPS
@@ -91,11 +98,18 @@ if HAVE_NUMBA:
                 kern[d, t] = w[j, t] / nu[j]
 
     @_jit
-    def _normalise_backward(w, nu, g_kern, g_w):
+    def _normalise_backward(w, nu, g_kern, g_w, rule):
         """Chains ``g_kern`` (per set, w.r.t. the normalised kernels) back to the raw kernels."""
         for j in range(w.shape[0]):
             wm, w0, wp = w[j, 0], w[j, 1], w[j, 2]
             sm, s0, sp = np.sign(wm), np.sign(w0), np.sign(wp)
+            if rule == 0:  # nu = |w_-1| + |w_0| + |w_+1|
+                n = float(nu[j])
+                dot = (g_kern[j, 0] * wm + g_kern[j, 1] * w0 + g_kern[j, 2] * wp) / (n * n)
+                g_w[j, 0] = g_kern[j, 0] / n - dot * sm
+                g_w[j, 1] = g_kern[j, 1] / n - dot * s0
+                g_w[j, 2] = g_kern[j, 2] / n - dot * sp
+                continue
             smo, sop = np.sign(wm + w0), np.sign(w0 + wp)
             inner = abs(wm) + abs(w0) + abs(wp)
             e1, e2 = abs(wm + w0) + abs(wp), abs(wm) + abs(w0 + wp)
@@ -173,7 +187,7 @@ if HAVE_NUMBA:
                            lam[d], coef_a[d], coef_b[d], coef_c[d], one, code)
 
     @_jit
-    def _forward(u0, w, idx, coef_a, coef_b, coef_c, lam, states, code):
+    def _forward(u0, w, idx, coef_a, coef_b, coef_c, lam, states, code, rule):
         """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``), signal by
         signal through all blocks; ``states[b, k]`` receives ``u^k`` of signal ``b``. Returns the
         normalised kernels (D, 3) and the bounds ``nu`` (S,)."""
@@ -182,7 +196,7 @@ if HAVE_NUMBA:
         dt = u0.dtype
         kern = np.empty((depth, 3), dtype=dt)
         nu = np.empty(w.shape[0], dtype=dt)
-        _normalise(w, idx, kern, nu)
+        _normalise(w, idx, kern, nu, rule)
         phi = np.empty(n, dtype=dt)
         one = dt.type(1.0)
         for b in range(rows):
@@ -265,16 +279,16 @@ if HAVE_NUMBA:
             g[i] += g2[i]
 
     @_jit
-    def _kernel_grads(w, idx, nu, coef_b, acc, g_w):
+    def _kernel_grads(w, idx, nu, coef_b, acc, g_w, rule):
         """Gradient w.r.t. the raw kernel sets from the tap sums ``acc[:, 4:7]``, into ``g_w`` (S, 3)."""
         g_kern = np.zeros((w.shape[0], 3))
         for d in range(idx.shape[0]):
             for t in range(3):
                 g_kern[idx[d], t] -= coef_b[d] * acc[d, 4 + t]
-        _normalise_backward(w, nu, g_kern, g_w)
+        _normalise_backward(w, nu, g_kern, g_w, rule)
 
     @_jit
-    def _backward(states, w, idx, kern, nu, coef_a, coef_b, coef_c, lam, grad_out, code):
+    def _backward(states, w, idx, kern, nu, coef_a, coef_b, coef_c, lam, grad_out, code, rule):
         """Gradients w.r.t. ``u^0``, the raw kernel sets ``w``, ``a``, ``b``, ``c`` and ``lambda``, signal
         by signal through the blocks in reverse."""
         depth = idx.shape[0]
@@ -292,7 +306,7 @@ if HAVE_NUMBA:
             _signal_backward(states[b], g, g2, kd, ph, kern, coef_a, coef_b, coef_c, lam, acc, one, code)
             grad_in[b] = g
         g_w = np.empty_like(w)
-        _kernel_grads(w, idx, nu, coef_b, acc, g_w)
+        _kernel_grads(w, idx, nu, coef_b, acc, g_w, rule)
         g_a = np.empty_like(coef_a)
         g_b = np.empty_like(coef_b)
         g_c = np.empty_like(coef_c)
@@ -361,7 +375,8 @@ if HAVE_NUMBA:
         return coef, jac
 
     @_jit
-    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, arch, lip, code, g_w, g_t, g_a, g_l, accumulate):
+    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, arch, lip, code, rule, g_w, g_t, g_a, g_l,
+                   accumulate):
         """One training step's loss and gradients without a graph: ``sum (net(x) - y)^2`` and the gradients
         of the mean ``sum / x.size`` w.r.t. the raw kernels ``w`` (S, 3), ``t_raw``, ``a_raw`` and ``log_lam``,
         added to ``g_w``, ``g_t``, ``g_a`` and ``g_l`` (written over them unless ``accumulate``); returns the mean. Each signal runs forward
@@ -376,7 +391,7 @@ if HAVE_NUMBA:
                            coef[:, 3].astype(dt))
         kern = np.empty((depth, 3), dtype=dt)
         nu = np.empty(w.shape[0], dtype=dt)
-        _normalise(w, idx, kern, nu)
+        _normalise(w, idx, kern, nu, rule)
         st = np.empty((depth + 1, n), dtype=dt)
         g = np.empty(n, dtype=dt)
         g2 = np.empty(n, dtype=dt)
@@ -401,7 +416,7 @@ if HAVE_NUMBA:
             g_a[:] = 0
             g_l[:] = 0
         gk = np.empty((w.shape[0], 3), dtype=g_w.dtype)
-        _kernel_grads(w, idx, nu, cb, acc, gk)
+        _kernel_grads(w, idx, nu, cb, acc, gk, rule)
         for j in range(w.shape[0]):
             for t in range(3):
                 g_w[j, t] += gk[j, t]
@@ -440,14 +455,14 @@ def _numpy(t: torch.Tensor, dt) -> np.ndarray:
 
 class _FusedTwoStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u0, w, idx, coef_a, coef_b, coef_c, lam, code):
+    def forward(ctx, u0, w, idx, coef_a, coef_b, coef_c, lam, code, rule):
         x = u0.detach().reshape(u0.shape[0], u0.shape[-1]).contiguous().numpy()
         dt = x.dtype
         arrs = (_numpy(w, dt).reshape(-1, 3), idx) + tuple(_numpy(t, dt) for t in (coef_a, coef_b, coef_c, lam))
         states = np.empty((x.shape[0], idx.shape[0] + 1, x.shape[1]), dtype=dt)
-        kern, nu = _forward(x, *arrs, states, code)
+        kern, nu = _forward(x, *arrs, states, code, rule)
         ctx.save_for_backward(w, coef_a, coef_b, coef_c, lam)
-        ctx.states, ctx.arrs, ctx.code, ctx.kern, ctx.nu = states, arrs, code, kern, nu
+        ctx.states, ctx.arrs, ctx.code, ctx.rule, ctx.kern, ctx.nu = states, arrs, code, rule, kern, nu
         return torch.from_numpy(states[:, -1].copy()).reshape(u0.shape)
 
     @staticmethod
@@ -456,24 +471,25 @@ class _FusedTwoStep(torch.autograd.Function):
         states = ctx.states
         go = _numpy(grad_out.reshape(states.shape[0], states.shape[2]), states.dtype)
         w_np, idx, a, b, c, lm = ctx.arrs
-        grads = _backward(states, w_np, idx, ctx.kern, ctx.nu, a, b, c, lm, go, ctx.code)
+        grads = _backward(states, w_np, idx, ctx.kern, ctx.nu, a, b, c, lm, go, ctx.code, ctx.rule)
         ctx.states = ctx.arrs = ctx.kern = ctx.nu = None
         gu, g_w, g_a, g_b, g_c, g_lam = (torch.from_numpy(x) for x in grads)
         return (gu.to(grad_out.dtype).reshape(grad_out.shape), g_w.to(w.dtype).reshape(w.shape), None,
-                g_a.to(coef_a.dtype), g_b.to(coef_b.dtype), g_c.to(coef_c.dtype), g_lam.to(lam.dtype), None)
+                g_a.to(coef_a.dtype), g_b.to(coef_b.dtype), g_c.to(coef_c.dtype), g_lam.to(lam.dtype), None, None)
 
 
 def fused_two_step(u0: torch.Tensor, w: torch.Tensor, idx: np.ndarray, coef_a: torch.Tensor, coef_b: torch.Tensor,
-                   coef_c: torch.Tensor, lam: torch.Tensor, activation: str) -> torch.Tensor:
+                   coef_c: torch.Tensor, lam: torch.Tensor, activation: str, normalisation: str = "paper") -> torch.Tensor:
     """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``) for ``D`` blocks on
     ``u0`` (N, 1, n), ``n >= 3``: the symmetric ResNet (1, tau, 0), Du Fort--Frankel (Eq. 20) and FSI
     (Eq. 21). ``w`` holds the raw one-channel kernel sets (S, ..., 3); block ``k`` applies set
-    ``idx[k]``, normalised as :func:`numnet.nn.stencil.normalise` does."""
+    ``idx[k]``, normalised as :func:`numnet.nn.stencil.normalise` does by the rule ``normalisation``."""
     if not HAVE_NUMBA:
         raise RuntimeError("the fused kernel needs numba")
     if u0.shape[-1] < 3:
         raise ValueError(f"the fused kernel needs signals of length >= 3, got {u0.shape[-1]}")
-    return _FusedTwoStep.apply(u0, w, idx, coef_a, coef_b, coef_c, lam, FLUX_CODES[activation])
+    return _FusedTwoStep.apply(u0, w, idx, coef_a, coef_b, coef_c, lam, FLUX_CODES[activation],
+                               NORM_CODES[normalisation])
 
 
 class FusedStep:
@@ -486,7 +502,8 @@ class FusedStep:
     made once (each torch call costs microseconds, and a step is a few hundred); :meth:`valid` tells
     when a tensor was replaced (``zero_grad(set_to_none=True)``, ``.to()``) and the views are stale."""
 
-    def __init__(self, w, t_raw, a_raw, log_lams, idx, aidx, activation: str, arch: str, lipschitz: float) -> None:
+    def __init__(self, w, t_raw, a_raw, log_lams, idx, aidx, activation: str, arch: str, lipschitz: float,
+                 normalisation: str = "paper") -> None:
         if not HAVE_NUMBA:
             raise RuntimeError("the fused kernel needs numba")
         self.tensors = [w, t_raw] + ([] if a_raw is None else [a_raw]) + list(log_lams or [])
@@ -497,7 +514,7 @@ class FusedStep:
         grad = lambda p: p.grad.numpy() if p.requires_grad else np.zeros(tuple(p.shape), dtype=p.detach().numpy().dtype)
         none = np.zeros(1, dtype=w.detach().numpy().dtype)
         self.idx, self.aidx = idx, aidx
-        self.codes = (ARCH_CODES[arch], float(lipschitz), FLUX_CODES[activation])
+        self.codes = (ARCH_CODES[arch], float(lipschitz), FLUX_CODES[activation], NORM_CODES[normalisation])
         self.w, self.g_w = w.detach().numpy().reshape(-1, 3), grad(w).reshape(-1, 3)
         self.t, self.g_t = t_raw.detach().numpy(), grad(t_raw)
         self.a, self.g_a = (none, none.copy()) if a_raw is None else (a_raw.detach().numpy(), grad(a_raw))

@@ -13,33 +13,54 @@ Signals are shaped ``(N, C, n)``. ``K`` is a ``C x C`` block convolution with ke
 ghost entries are folded back onto the boundary samples. This is the exact matrix
 transpose, so ``<K u, v> = <u, K^T v>`` holds to rounding.
 
-Normalisation (Sec. 3.3). The paper rescales by the Gershgorin row sum. At a reflecting
-boundary this does not bound ``||K||_2`` (the kernel ``(1, 0, 0)`` duplicates ``u_0``, and
-``||K||_2 = sqrt(2)`` although the row sums are 1), and for ``C > 1`` dividing by
-``sqrt(C)`` bounds eigenvalues but not singular values. We therefore use the bound
+Normalisation (Sec. 3.3), two named rules (``normalisation=paper|provable``):
 
-.. math::
-    \|K\|_2^2 \le \|K\|_1 \, \|K\|_\infty \qquad \text{(Hoelder / Schur test)},
+* ``paper`` (the default: the rule the paper trains with). Each ``C x C`` block ``(a, b)`` is divided
+  by its own absolute row sum ``sum_t |w_{a,b,t}|`` (Gershgorin) and ``K`` by ``sqrt(C)``. The paper
+  states that this guarantees ``||K||_2 <= 1``; it does not: at a reflecting boundary the kernel
+  ``(1, 0, 0)`` duplicates ``u_0`` and ``||K||_2 = sqrt(2)`` although its row sum is 1, and for
+  ``C > 1`` the block-Gershgorin argument bounds eigenvalues, not singular values (random
+  16-channel kernels: ``||K||_2`` about 1.2; trained ones up to 3, see ``results/stability``).
+* ``provable``: a bound that holds for every length ``n >= 3``. The Schur test
 
-with the exact column and row sums of the boundary-adjusted matrix. For block ``(a, b)`` the
-row sums are ``|w_{-1}+w_0| + |w_{+1}|`` (first row), ``sum_t |w_t|`` (interior) and
-``|w_{-1}| + |w_0+w_{+1}|`` (last row); the column sums are ``|w_{-1}+w_0| + |w_{-1}|``
-(first column), ``sum_t |w_t|`` (interior) and ``|w_0+w_{+1}| + |w_{+1}|`` (last column).
-The row sums of the block matrix are bounded by ``R = max_a sum_b r_{ab}`` and its column
-sums by ``S = max_b sum_a c_{ab}`` where ``r_{ab}`` / ``c_{ab}`` are the largest row / column
-sums of block ``(a, b)``. Dividing all kernels by ``nu = sqrt(R S)`` gives
-``||K||_2 <= 1`` for any ``C`` and any length ``n >= 3``. For the difference kernels
-that diffusion learns (``w_{-1} = 0``, ``w_0 = -w_{+1}``) the bound equals the
-Gershgorin row sum, so nothing is lost where the paper's argument applies.
+  .. math::
+      \|K\|_2^2 \le \|K\|_1 \, \|K\|_\infty \qquad \text{(Hoelder / Schur test)}
 
-For ``C > 1`` the Schur bound grows like ``C`` while ``||K||_2`` grows like ``sqrt(C)`` (random
-16-channel kernels: bound about 4x the norm), so there we take the smaller of it and a Fourier
-bound. The reflecting ``K`` is the first half of the ``2n``-periodic convolution applied to the
-even extension ``E u`` (``||E u|| = sqrt(2) ||u||``), hence
-``||K||_2 <= sqrt(2) sup_omega sigma_max(K^(omega))`` with the ``C x C`` symbol
-``K^(omega) = sum_t w_t e^{i t omega}``. The sup is taken on a grid of ``omega`` in ``[0, pi]``
-plus the Lipschitz margin ``(dw / 2) (||w_{-1}||_F + ||w_{+1}||_F)`` of ``sigma_max`` in ``omega``,
-so it is an upper bound for every ``n`` (random 16-channel kernels: about 1.4x the norm).
+  with the exact column and row sums of the boundary-adjusted matrix. For block ``(a, b)`` the
+  row sums are ``|w_{-1}+w_0| + |w_{+1}|`` (first row), ``sum_t |w_t|`` (interior) and
+  ``|w_{-1}| + |w_0+w_{+1}|`` (last row); the column sums are ``|w_{-1}+w_0| + |w_{-1}|`` (first
+  column), ``sum_t |w_t|`` (interior) and ``|w_0+w_{+1}| + |w_{+1}|`` (last column). The row sums
+  of the block matrix are bounded by ``R = max_a sum_b r_{ab}`` and its column sums by
+  ``S = max_b sum_a c_{ab}``; ``nu = sqrt(R S)``.
+
+For ``C = 1`` the two rules coincide exactly when no boundary column sum exceeds the interior
+sum, i.e. ``|w_{-1}+w_0| <= |w_0|+|w_{+1}|`` and ``|w_0+w_{+1}| <= |w_{-1}|+|w_0|``; this holds for
+the difference kernels that diffusion learns (``w_{-1} = 0``, ``w_0 = -w_{+1}``), where the paper's
+argument applies. Elsewhere (e.g. ``(1, 0, 0)``) the provable rule divides by more.
+
+For ``C > 1`` the Schur bound grows like ``C`` while ``||K||_2`` grows like ``sqrt(C)``, so the
+provable rule takes the smallest of it and two spectral bounds built on the ``C x C`` symbol
+``K^(omega) = sum_t w_t e^{i t omega}`` and ``sigma* = sup_omega sigma_max(K^(omega))``:
+
+1. *Grid with Szegő's factor.* For unit ``x, y`` attaining ``sigma*`` at ``omega*``, the real
+   trigonometric polynomial ``p(omega) = Re y^H K^(omega) x = a + r cos(omega - omega*)`` of
+   degree 1 has ``a >= 0`` (its maximum ``a + r`` is also its largest modulus), so
+   ``p(omega* + t) >= sigma* cos t``. Frequencies ``omega_j`` spaced ``h`` on ``[0, pi]`` (enough:
+   ``sigma(-omega) = sigma(omega)`` for real kernels) therefore give
+   ``sigma* <= max_j sigma_max(K^(omega_j)) / cos(h / 2)`` (17 frequencies: a factor 1.0048).
+2. *Boundary.* ``K`` is the finite section ``T`` of the Laurent operator ``L`` plus the corner terms
+   ``W_{-1} u_0`` (row 0) and ``W_{+1} u_{n-1}`` (row ``n-1``). With ``u~`` the zero extension,
+   ``||K u||^2 = ||L u~||^2 + Q_L(u_0, u_1) + Q_R(u_{n-2}, u_{n-1})`` where
+   ``Q_L = ||(Ku)_0||^2 - ||(Tu)_0||^2 - ||W_{+1} u_0||^2`` (the row ``-1`` of ``L u~``), ``Q_R``
+   likewise; ``||L u~|| <= sigma* ||u||``, hence
+   ``||K||_2^2 <= sigma*^2 + max(0, lambda_max(Q_L)) + max(0, lambda_max(Q_R))`` for every ``n >= 3``
+   (the two forms overlap only for ``n = 3``, where their sum is still bounded so).
+   The even extension gives the other bound ``||K||_2 <= sqrt(2) sigma*`` (``K`` is the first half
+   of the ``2n``-periodic convolution of the even extension ``E u``, ``||E u|| = sqrt(2) ||u||``).
+
+On random 16-channel kernels the provable bound is about 1.3x the exact norm (the Schur bound
+alone: about 4x); ``results/stability`` reports it on trained kernels. The exact norm there lies
+about 5 % above ``sigma*``: the boundary counts, so ``sigma*`` alone is no bound.
 
 Two implementations of ``K`` / ``K^T`` exist: a slicing path for one channel (a handful
 of fused elementwise operations) and ``conv1d`` for ``C > 1``; :func:`apply_k_reference`
@@ -61,6 +82,11 @@ __all__ = [
     "apply_kt_reference",
     "norm_bound",
     "normalise",
+    "NORMALISATIONS",
+    "check_normalisation",
+    "paper_bound",
+    "provable_bound",
+    "symbol_peak",
     "stencil_matrix",
     "spectral_norm",
     "forward_difference",
@@ -130,29 +156,74 @@ def norm_bound(w: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(big_r * big_s)
 
 
-#: frequencies of the Fourier bound on [0, pi]
-_N_OMEGA = 65
+#: frequencies of the spectral bound on [0, pi] (Szegő factor 1 / cos(pi / 32) = 1.0048)
+_N_OMEGA = 17
+
+#: the normalisation rules of Sec. 3.3 (module docstring); the first is the default
+NORMALISATIONS = ("paper", "provable")
 
 
-def fourier_bound(w: torch.Tensor) -> torch.Tensor:
-    """``sqrt(2) (max_omega sigma_max(K^(omega)) + margin) >= ||K||_2`` for kernels ``(..., C, C, 3)``."""
-    omega = torch.linspace(0.0, math.pi, _N_OMEGA, dtype=w.dtype, device=w.device)
-    taps = torch.stack([torch.polar(torch.ones_like(omega), -omega), torch.ones_like(omega).to(torch.complex64 if
-                        w.dtype == torch.float32 else torch.complex128), torch.polar(torch.ones_like(omega), omega)], -1)
-    symbol = torch.einsum("...abt,wt->...wab", w.to(taps.dtype), taps)
+def symbol_peak(w: torch.Tensor, n_omega: int = _N_OMEGA) -> torch.Tensor:
+    """Upper bound ``max_j sigma_max(K^(omega_j)) / cos(h / 2) >= sup_omega sigma_max(K^(omega))`` for
+    kernels ``(..., C, C, 3)`` (Szegő's argument in the module docstring)."""
+    omega = torch.linspace(0.0, math.pi, n_omega, dtype=w.dtype, device=w.device)
+    ctype = torch.complex64 if w.dtype == torch.float32 else torch.complex128
+    one = torch.ones_like(omega)
+    taps = torch.stack([torch.polar(one, -omega), one.to(ctype), torch.polar(one, omega)], -1)
+    symbol = torch.einsum("...abt,wt->...wab", w.to(ctype), taps)
     peak = torch.linalg.svdvals(symbol).amax(dim=(-2, -1))
-    step = math.pi / (_N_OMEGA - 1)
-    margin = 0.5 * step * (w[..., 0].flatten(-2).norm(dim=-1) + w[..., 2].flatten(-2).norm(dim=-1))
-    return math.sqrt(2.0) * (peak + margin)
+    return peak / math.cos(0.5 * math.pi / (n_omega - 1))
 
 
-def normalise(w: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Kernels rescaled so that ``||K||_2 <= 1`` (Sec. 3.3; see the module docstring); a stack
-    ``(..., C, C, 3)`` is normalised set by set."""
+def _corner_excess(w: torch.Tensor) -> torch.Tensor:
+    """``max(0, lambda_max(Q_L))`` of the left boundary: ``Q_L(u_0, u_1) = ||(W_-1 + W_0) u_0 + W_+1 u_1||^2
+    - ||W_0 u_0 + W_+1 u_1||^2 - ||W_+1 u_0||^2`` (module docstring), for kernels ``(..., C, C, 3)``."""
+    wm, w0, wp = w[..., 0], w[..., 1], w[..., 2]
+    a = torch.cat([wm + w0, wp], -1)
+    b = torch.cat([w0, wp], -1)
+    z = torch.cat([wp, torch.zeros_like(wp)], -1)
+    tr = lambda m: m.transpose(-2, -1)  # noqa: E731
+    q = tr(a) @ a - tr(b) @ b - tr(z) @ z
+    return torch.linalg.eigvalsh(q)[..., -1].clamp_min(0.0)
+
+
+def fourier_bound(w: torch.Tensor, n_omega: int = _N_OMEGA) -> torch.Tensor:
+    """``min(sqrt(2) sigma*, sqrt(sigma*^2 + q_L + q_R)) >= ||K||_2`` for every ``n >= 3``, kernels
+    ``(..., C, C, 3)``: the symbol's peak ``sigma*`` (:func:`symbol_peak`) and the two boundary
+    corrections (the right one is the left one of the mirrored kernel)."""
+    peak = symbol_peak(w, n_omega)
+    excess = _corner_excess(w) + _corner_excess(w.flip(-1))
+    return torch.minimum(math.sqrt(2.0) * peak, torch.sqrt(peak ** 2 + excess))
+
+
+def paper_bound(w: torch.Tensor) -> torch.Tensor:
+    """The paper's divisor per block (Sec. 3.3): ``sum_t |w_{a,b,t}| * sqrt(C)``, shaped ``(..., C, C)``;
+    no bound on ``||K||_2`` (module docstring)."""
+    return w.abs().sum(dim=-1) * math.sqrt(w.shape[-2])
+
+
+def provable_bound(w: torch.Tensor) -> torch.Tensor:
+    """``nu >= ||K||_2`` for every ``n >= 3``, one per kernel set ``(..., C, C, 3)``: the Schur bound,
+    and for ``C > 1`` the smaller of it and :func:`fourier_bound`."""
     bound = norm_bound(w)
-    if w.shape[-2] > 1:  # C > 1: the Fourier bound is much tighter (module docstring)
+    if w.shape[-2] > 1:
         bound = torch.minimum(bound, fourier_bound(w))
-    return w / (bound + eps)[..., None, None, None]
+    return bound
+
+
+def check_normalisation(rule: str) -> str:
+    if rule not in NORMALISATIONS:
+        raise ValueError(f"model.normalisation must be one of {list(NORMALISATIONS)}, got {rule!r}")
+    return rule
+
+
+def normalise(w: torch.Tensor, rule: str = "paper", eps: float = 1e-12) -> torch.Tensor:
+    """Kernels ``(..., C, C, 3)`` rescaled set by set by the named rule of Sec. 3.3 (module docstring):
+    ``paper``, each block by its absolute row sum and ``K`` by ``sqrt(C)``; ``provable``, all kernels by
+    a bound that guarantees ``||K||_2 <= 1``."""
+    if check_normalisation(rule) == "paper":
+        return w / (paper_bound(w) + eps)[..., None]
+    return w / (provable_bound(w) + eps)[..., None, None, None]
 
 
 def stencil_matrix(w: torch.Tensor, n: int) -> torch.Tensor:

@@ -6,12 +6,25 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RUN_COLUMNS", "collect", "best_of_seeds"]
+__all__ = ["RUN_COLUMNS", "collect", "best_of_seeds", "normalisation_of"]
 
 RUN_COLUMNS = [
-    "model", "activation", "depth", "channels", "shared", "seed", "params", "val_psnr", "test_psnr",
+    "model", "activation", "depth", "channels", "shared", "normalisation", "seed", "params", "val_psnr", "test_psnr",
     "epochs", "wall_s", "profile", "status", "reason", "run",
 ]
+
+
+def normalisation_of(summary: dict) -> str | None:
+    """The kernel normalisation rule of a run (Sec. 3.3): ``paper`` or ``provable``; summaries written
+    before the option existed trained with the provable rule; ``None`` for models that do not normalise
+    (ResNet) and for the classical filters."""
+    from numnet.models import MODELS
+
+    model_cfg = (summary.get("config") or {}).get("model") or {}
+    cls = MODELS.get(summary.get("model", model_cfg.get("name")))
+    if cls is None or not cls.normalises:
+        return None
+    return summary.get("normalisation", model_cfg.get("normalisation", "provable"))
 
 
 def _row(path: Path, root: Path) -> dict:
@@ -25,6 +38,7 @@ def _row(path: Path, root: Path) -> dict:
         "depth": s.get("depth", model_cfg.get("depth")),
         "channels": s.get("channels", model_cfg.get("channels")),
         "shared": s.get("shared", model_cfg.get("shared")),
+        "normalisation": normalisation_of(s),
         "seed": s.get("seed", cfg.get("seed")),
         "params": s.get("params"),
         "val_psnr": m.get("val_psnr"),
@@ -58,6 +72,6 @@ def best_of_seeds(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"] == "complete"].copy()
     if ok.empty:
         return ok
-    keys = ["model", "activation", "depth", "channels", "shared"]
+    keys = ["model", "activation", "depth", "channels", "shared", "normalisation"]
     idx = ok.groupby(keys, dropna=False)["val_psnr"].idxmax()
     return ok.loc[idx].reset_index(drop=True)

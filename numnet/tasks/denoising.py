@@ -52,14 +52,19 @@ class DenoisingTask(pl.LightningModule):
 
     def __init__(self, model: torch.nn.Module, lr: float = 1e-3, data_range: float = 255.0,
                  batch_size: int | None = None, val_data: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 val_every: int = 1) -> None:
+                 val_every: int = 1, patience: int = 0) -> None:
         super().__init__()
         if not lr > 0:
             raise ValueError(f"task.lr must be > 0, got {lr}")
         if isinstance(val_every, bool) or not isinstance(val_every, int) or val_every < 1:
             raise ValueError(f"profile.val_every must be an integer >= 1, got {val_every!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"profile.patience must be an integer >= 0 (0: no early stop), got {patience!r}")
         self.val_data = val_data
         self.val_every = val_every
+        #: stop when the validation PSNR has not improved for this many epochs (0: never)
+        self.patience = patience
+        self.stopped_early = False
         #: Adam steps are taken on minibatches of this size; a batch from the loader may hold several
         #: (a chunk), which spreads Lightning's per-batch overhead over several steps without changing
         #: the sequence of minibatches and steps. ``None``: one step per loader batch.
@@ -114,6 +119,19 @@ class DenoisingTask(pl.LightningModule):
             if v > self.best_val:
                 self.best_val, self.best_epoch = v, self.current_epoch
                 self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            elif self.patience and self.current_epoch - self.best_epoch >= self.patience:
+                self.stopped_early = True
+                self.trainer.should_stop = True
+
+    # -- resume (numnet.tasks.checkpoint.ResumeCheckpoint) ---------------------------------------
+    _RESUME_KEYS = ("best_val", "best_epoch", "_best_state", "history", "stopped_early")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["numnet_task"] = {k: getattr(self, k) for k in self._RESUME_KEYS}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        for k, v in checkpoint["numnet_task"].items():
+            setattr(self, k, v)
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
         """Per-epoch metrics straight to the loggers at step = epoch, and to the progress bar

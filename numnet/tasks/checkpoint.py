@@ -1,0 +1,74 @@
+"""Resuming an interrupted training run: a Lightning checkpoint of the whole training state, written
+atomically into the run folder at most every ``every_s`` seconds (and at the last epoch), read back
+by the next invocation of the same run, and removed when the run is complete.
+
+The checkpoint holds the model, Adam's state, the loop's epoch, the task's validation record (best
+epoch, its weights, the history; :class:`numnet.tasks.denoising.DenoisingTask`) and the state of
+the minibatch shuffler, so that a resumed run computes the same numbers as an uninterrupted one.
+It also holds the identity of the run's configuration: a checkpoint of another configuration is
+refused, never resumed.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume"]
+
+#: name of the resume checkpoint inside a run folder
+RESUME_FILE = "resume.ckpt"
+
+
+class ResumeCheckpoint(pl.callbacks.Checkpoint):
+    """Saves ``<out_dir>/resume.ckpt`` at the end of a training epoch when ``every_s`` seconds have
+    passed since the last save, and at the last epoch; carries the shuffler's state (``batches``)."""
+
+    def __init__(self, out_dir: str | os.PathLike, identity: Any, batches, every_s: float = 60.0) -> None:
+        self.path = Path(out_dir) / RESUME_FILE
+        self.identity = identity
+        self.batches = batches
+        self.every_s = float(every_s)
+        self._last = time.monotonic()
+
+    def state_dict(self) -> dict:
+        return {"identity": self.identity, "batches": self.batches.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state["batches"])
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        last = trainer.should_stop or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        if not last and time.monotonic() - self._last < self.every_s:
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            trainer.save_checkpoint(tmp)
+            os.replace(tmp, self.path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        self._last = time.monotonic()
+
+
+def read_resume(out_dir: str | os.PathLike, identity: Any) -> Path | None:
+    """The resume checkpoint of ``out_dir`` when there is one of this configuration (``identity``);
+    ``None`` when there is none. Raises ``ValueError`` naming the file when it is unreadable or of
+    another configuration (it is left in place: nothing already computed is deleted)."""
+    path = Path(out_dir) / RESUME_FILE
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        stored = ckpt["callbacks"][ResumeCheckpoint.__qualname__]["identity"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"cannot resume from {path}: the checkpoint is unreadable ({type(exc).__name__}); "
+                         f"remove it to train this run from the start") from None
+    if stored != identity:
+        raise ValueError(f"{path} is a checkpoint of another configuration; remove it to train this run from the start")
+    return path

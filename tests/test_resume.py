@@ -1,0 +1,75 @@
+"""Interrupted runs resume from their checkpoint with the same numbers; early stopping by patience."""
+import pytest
+import torch
+
+from numnet.config import ConfigError, compose_config
+from numnet.runinfo import read_summary
+from numnet.tasks.checkpoint import RESUME_FILE
+from numnet.tasks.denoising import DenoisingTask
+from numnet.train import execute
+
+
+def _cfg(*overrides):
+    return compose_config("profile=smoke", "logger=none", "trainer.progress_bar=false", "model=symresnet",
+                          "model.depth=3", "model.shared=false", "model.beta=1.0", "activation=perona_malik",
+                          "profile.max_epochs=4", "profile.val_every=1", *overrides)
+
+
+def _interrupt_at(monkeypatch, epoch: int) -> None:
+    original = DenoisingTask.on_train_epoch_start
+
+    def stop(self):
+        if self.current_epoch == epoch:
+            raise RuntimeError("interrupted")
+        return original(self)
+
+    monkeypatch.setattr(DenoisingTask, "on_train_epoch_start", stop)
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    straight = execute(_cfg("trainer.checkpoint_every_s=0"), tmp_path / "a")
+    assert not (tmp_path / "a" / RESUME_FILE).exists()
+    cfg = _cfg("trainer.checkpoint_every_s=1e-9")  # a checkpoint after every epoch
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 2)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            execute(cfg, tmp_path / "b")
+    assert (tmp_path / "b" / RESUME_FILE).is_file()
+    assert read_summary(tmp_path / "b" / "summary.json")["status"] == "failed"
+    resumed = execute(cfg, tmp_path / "b")
+    assert resumed["resumed"] and not straight["resumed"]
+    assert not (tmp_path / "b" / RESUME_FILE).exists()  # removed once the run is complete
+    assert resumed["history"] == straight["history"]
+    assert resumed["metrics"] == straight["metrics"]
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_another_configuration_or_unreadable_is_refused(tmp_path, monkeypatch):
+    cfg = _cfg("trainer.checkpoint_every_s=1e-9")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 1)
+        with pytest.raises(RuntimeError):
+            execute(cfg, tmp_path)
+    ckpt = (tmp_path / RESUME_FILE).read_bytes()
+    with pytest.raises(ConfigError, match="another configuration"):
+        execute(_cfg("trainer.checkpoint_every_s=1e-9", "model.depth=4"), tmp_path)
+    (tmp_path / RESUME_FILE).write_bytes(ckpt[: len(ckpt) // 2])
+    with pytest.raises(ConfigError, match="unreadable"):
+        execute(cfg, tmp_path)
+    assert (tmp_path / RESUME_FILE).stat().st_size == len(ckpt) // 2  # left in place, not deleted
+
+
+def test_patience_stops_after_epochs_without_improvement(tmp_path, monkeypatch):
+    scores = iter([30.0, 31.0, 30.5, 30.9, 30.2, 35.0])  # best at epoch 1, then three worse epochs
+    monkeypatch.setattr(DenoisingTask, "validate", lambda self, chunk=1000: next(scores))
+    s = execute(_cfg("profile.max_epochs=6", "profile.patience=3", "trainer.checkpoint_every_s=0"), tmp_path)
+    assert s["stopped_early"] and s["metrics"]["best_epoch"] == 1
+    assert [h["epoch"] for h in s["history"]] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("key,value", [("profile.patience", "-1"), ("trainer.checkpoint_every_s", "-5")])
+def test_negative_patience_or_checkpoint_interval_is_refused(tmp_path, key, value):
+    with pytest.raises(ConfigError, match=key):
+        execute(_cfg(f"{key}={value}"), tmp_path)
