@@ -22,7 +22,7 @@ def test_symresnet_respects_theorem_2_and_ascent_never_lowers_the_ratio():
     torch.manual_seed(0)
     f = make_splits(1, 1, 16, 0)["test"].noisy
     for act in ("charbonnier", "perona_malik"):
-        m = build_model("symresnet", depth=5, activation=act, lam=5.0, fused=False)
+        m = build_model("symresnet", depth=5, activation=act, lam=5.0, fused=False, normalisation="provable")
         assert float(norm_ratio(m, f).max()) <= 1.0 + 1e-6  # Theorem 2
         lip = lipschitz_ratios(m, f, eps=0.05, n_random=2, ascent_steps=5)
         assert (lip["worst_found"] >= lip["random"] - 1e-6).all()

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.skipif(not HAVE_NUMBA, reason="numba missing")
 @pytest.mark.parametrize("act", ["relu", "charbonnier", "perona_malik"])
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
-def test_fused_network_equals_eager(cls, act, shared, dtype, tol, gen):
+@pytest.mark.parametrize("rule", ["paper", "provable"])
+def test_fused_network_equals_eager(cls, act, shared, dtype, tol, rule, gen):
     torch.manual_seed(3)
-    fused = cls(depth=6, activation=act, shared=shared, lam=8.0, fused=True).to(dtype)
+    fused = cls(depth=6, activation=act, shared=shared, lam=8.0, fused=True, normalisation=rule).to(dtype)
     with torch.no_grad():  # move off the initial values so every parameter matters
         for p in fused.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=dtype))
@@ -113,11 +114,13 @@ def test_compiled_flux_equals_formula(act, dtype, tol, gen):
 @pytest.mark.parametrize("act", ["linear", "relu", "charbonnier", "perona_malik"])
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-11), (torch.float32, 2e-5)])
-def test_fused_mse_step_equals_autograd(cls, act, shared, dtype, tol, gen):
+@pytest.mark.parametrize("rule", ["paper", "provable"])
+def test_fused_mse_step_equals_autograd(cls, act, shared, dtype, tol, rule, gen):
     """The fused training step (forward, MSE and backward in one call, coefficient maps of tau, alpha and
-    lambda chained by hand) gives autograd's loss and gradients, added to the gradients already there."""
+    lambda chained by hand, either normalisation rule) gives autograd's loss and gradients, added to the
+    gradients already there."""
     torch.manual_seed(4)
-    fused = cls(depth=5, activation=act, shared=shared, lam=8.0).to(dtype)
+    fused = cls(depth=5, activation=act, shared=shared, lam=8.0, normalisation=rule).to(dtype)
     with torch.no_grad():
         for p in fused.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=dtype))

@@ -22,7 +22,7 @@ def test_norm_nonincreasing_at_the_bound(act, c, gen):
     """tau = 2/L with ||K||_2 <= 1: ||u^{k+1}|| <= ||u^k|| in every block, random kernels and signals."""
     torch.manual_seed(0)
     for lam in (0.5, 5.0, 50.0):
-        net = SymResNet(depth=12, channels=c, shared=False, activation=act, lam=lam).double()
+        net = SymResNet(depth=12, channels=c, shared=False, activation=act, lam=lam, normalisation="provable").double()
         with torch.no_grad():
             net.tau_raw.fill_(30.0)  # sigmoid -> 1: tau at the bound 2/L
         assert float(net.tau(0)) == pytest.approx(2.0, rel=1e-9)
@@ -36,7 +36,7 @@ def test_norm_nonincreasing_at_the_bound(act, c, gen):
 @pytest.mark.parametrize("c", [1, 16])
 def test_violation_above_the_bound(act, c, gen):
     """tau = 2.2 / (L ||K||^2): the top singular vector of K grows (|1 - 2.2| = 1.2 > 1)."""
-    w = normalise(torch.empty(c, c, 3, dtype=torch.float64).uniform_(-0.1, 0.1, generator=gen))
+    w = normalise(torch.empty(c, c, 3, dtype=torch.float64).uniform_(-0.1, 0.1, generator=gen), "provable")
     n = 24 if c == 16 else 64
     smax, v = _top_singular(w, n)
     flux = build_flux(act, lam=1e6)  # lambda >> |K u|: Phi is the identity near 0 (ReLU: on the positive part)
@@ -81,7 +81,7 @@ def test_dufort_frankel_network_bounded_over_many_blocks(act, tau, gen):
     while before it saturates (seen: about 23x for ReLU at tau = 100); it must not keep growing.
     The diffusion fluxes never exceed the initial norm here.
     """
-    net = DuFortFrankelNet(depth=600, activation=act, lam=5.0).double()
+    net = DuFortFrankelNet(depth=600, activation=act, lam=5.0, normalisation="provable").double()
     with torch.no_grad():
         net.alpha_raw.fill_(-30.0)  # alpha -> L/4 from above
         net.tau_raw.fill_(float(torch.log(torch.expm1(torch.tensor(tau, dtype=torch.float64)))))

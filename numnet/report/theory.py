@@ -31,7 +31,7 @@ __all__ = [
 def _kernels(channels: int, depth: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     w = torch.empty(depth, channels, channels, 3, dtype=torch.float64).uniform_(-0.1, 0.1, generator=g)
-    return torch.stack([normalise(k) for k in w])
+    return torch.stack([normalise(k, "provable") for k in w])
 
 
 def _signals(channels: int, n: int, count: int, seed: int, scale: float) -> torch.Tensor:
@@ -92,8 +92,7 @@ def paper_rule_norm(channels: int, n: int = 32, seed: int = 0) -> float:
     ``1/sqrt(C)``; this controls eigenvalues (Gershgorin), not necessarily the spectral norm."""
     g = torch.Generator().manual_seed(seed)
     w = torch.empty(channels, channels, 3, dtype=torch.float64).uniform_(-0.1, 0.1, generator=g)
-    w = w / w.abs().sum(dim=-1, keepdim=True) / math.sqrt(channels)
-    return float(torch.linalg.matrix_norm(stencil_matrix(w, n), 2))
+    return float(torch.linalg.matrix_norm(stencil_matrix(normalise(w, "paper"), n), 2))
 
 
 def dufort_frankel_radius(eigs_a: np.ndarray, alpha: np.ndarray, tau: np.ndarray) -> np.ndarray:
