@@ -123,3 +123,30 @@ def test_fig7_report_checks_the_papers_claims_and_can_say_no(tmp_path):
     assert "| activation ranking kept, with a smaller margin than with 1 channel |" in table
     assert "| **no** |" in table and "40.88" in table
     assert (tmp_path / "fig7" / "fig7_params.png").stat().st_size > 0
+
+
+def test_fig7_paper_report_holds_the_papers_rule_to_the_target_and_lists_unfinished_runs(tmp_path):
+    from numnet.report.fig7_paper import write_fig7_paper
+
+    runs = tmp_path / "fig7-paper" / "runs"
+    for act, rule, test in (("perona_malik", "paper", 40.70), ("relu", "paper", 39.00), ("perona_malik", "provable", 38.40)):
+        d = runs / f"symresnet-{act}-d20-c16-own{'' if rule == 'paper' else '-' + rule}-s0"
+        d.mkdir(parents=True)
+        s = {"status": "complete", "model": "symresnet", "activation": act, "depth": 20, "channels": 16, "shared": False,
+             "normalisation": rule, "seed": 0, "params": 15400, "epochs": 80, "wall_s": 1500.0, "profile": "paper",
+             "metrics": {"val_psnr": test, "test_psnr": test, "best_epoch": 60},
+             "history": [{"epoch": e, "val_psnr": test - 1 + e / 80, "train_loss": 1.0} for e in range(80)]}
+        (d / "summary.json").write_text(json.dumps(s))
+    (runs / "symresnet-charbonnier-d20-c16-own-s0").mkdir()  # still training
+    write_fig7_paper(tmp_path / "fig7-paper")
+    table = (tmp_path / "fig7-paper" / "table.md").read_text()
+    pm = next(line for line in table.splitlines() if line.startswith("| Perona-Malik") and "| paper " in line)
+    relu = next(line for line in table.splitlines() if line.startswith("| ReLU"))
+    provable = next(line for line in table.splitlines() if line.startswith("| Perona-Malik") and "provable" in line)
+    assert "40.88" in pm and "| yes " in pm and "-0.18" in pm
+    assert "**no**" in relu and "(not the paper's model)" in provable
+    assert "symresnet-charbonnier-d20-c16-own-s0" in table.split("## Runs not finished yet")[1]
+    assert (tmp_path / "fig7-paper" / "curves.png").stat().st_size > 0
+    rows = [line for line in build_report(tmp_path).splitlines() if line.startswith("| Fig. 7, paper's protocol |")]
+    assert len(rows) == 3 and sum("| yes (within 0.5 dB)" in r for r in rows) == 1
+    assert any("another model" in r for r in rows)

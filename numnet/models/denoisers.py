@@ -7,7 +7,10 @@ weights (Sec. 7.1.2); otherwise each block owns its weights (Sec. 7.1.4--7.1.5),
 ``beta > 0`` adds the smoothness regulariser of Eq. (27) (:meth:`Denoiser1D.regulariser`).
 
 Numerical parameters are trainable but constrained by reparametrisation, so that every
-value the optimiser can reach satisfies the stability condition the paper derives:
+value the optimiser can reach satisfies the stability condition the paper derives, given
+``||K||_2 <= 1``. The provable normalisation (``normalisation="provable"``) guarantees that; the
+paper's rule, the default because it is the model the paper trains, does not (Sec. 3.3,
+:mod:`numnet.nn.stencil`; :meth:`Denoiser1D.condition_ratios` measures what is left):
 
 * symmetric ResNet: ``tau = (2/L) sigmoid(t)`` -- Eq. (14) with ``||K||_2 <= 1``;
 * Du Fort--Frankel: ``alpha = L/4 + softplus(a)`` -- Eq. (56); ``tau = softplus(t) > 0``;
@@ -247,6 +250,20 @@ class Denoiser1D(nn.Module):
         return {"lipschitz": self.lipschitz}
 
     @torch.no_grad()
+    def kernel_norms(self, n: int = 256) -> list[float]:
+        """``||K||_2`` of each weight set's kernels as the blocks apply them (power iteration, length ``n``)."""
+        return [spectral_norm(self.normalised(self.w[i]), n) for i in range(self.n_sets)] if self.normalises else []
+
+    #: the stability condition that :meth:`condition_ratios` measures, for tables
+    condition: str | None = None
+
+    @torch.no_grad()
+    def condition_ratios(self, norms: list[float]) -> list[float]:
+        """Per weight set, the quantity of the architecture's stability condition over its bound, given the
+        sets' ``||K||_2`` (``norms``): at most 1 where the condition holds (:attr:`condition`)."""
+        return []
+
+    @torch.no_grad()
     def kernel_table(self, max_rows: int = 64) -> tuple[list[str], list[list]]:
         """Learned kernels as table rows ``(block set, name, out, in, w_-1, w_0, w_+1)``; the kernels the
         blocks apply (normalised where the architecture normalises)."""
@@ -340,6 +357,12 @@ class SymResNet(Denoiser1D):
         return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "tau_bound": 2.0 / self.lipschitz,
                 "norm_K": spectral_norm(self.kernel(0))}
 
+    condition = "tau L ||K||_2^2 <= 2 (Theorem 2, Eq. 14)"
+
+    @torch.no_grad()
+    def condition_ratios(self, norms):
+        return [float(self.tau(i)) * self.lipschitz * k**2 / 2.0 for i, k in enumerate(norms)]
+
 
 class DuFortFrankelNet(Denoiser1D):
     """Du Fort--Frankel network, Eq. (20); ``alpha >= L/4`` (Eq. 56); ``u^{-1} := u^0``."""
@@ -392,6 +415,12 @@ class DuFortFrankelNet(Denoiser1D):
             "norm_K": spectral_norm(self.kernel(0)),
         }
 
+    condition = "alpha >= L ||K||_2^2 / 4 (Eq. 56)"
+
+    @torch.no_grad()
+    def condition_ratios(self, norms):
+        return [self.lipschitz * k**2 / (4.0 * float(self.alpha(i))) for i, k in enumerate(norms)]
+
 
 class FSINet(Denoiser1D):
     """FSI network, Eq. (21): one cycle over all blocks, a trainable ``alpha_l in [0, 2]`` per block."""
@@ -440,3 +469,9 @@ class FSINet(Denoiser1D):
     def stability(self) -> dict[str, float]:
         return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "tau_bound": 2.0 / self.lipschitz,
                 "norm_K": spectral_norm(self.kernel(0))}
+
+    condition = "tau L ||K||_2^2 <= 2 in every inner step (Eq. 14, 21)"
+
+    @torch.no_grad()
+    def condition_ratios(self, norms):
+        return [float(self.tau(i)) * self.lipschitz * k**2 / 2.0 for i, k in enumerate(norms)]

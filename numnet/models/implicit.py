@@ -45,6 +45,12 @@ class ImplicitNet(Denoiser1D):
     def step(self, k, u, u_prev, p):
         return implicit_step(u, p["w"], p["tau"], p["flux"], self.inner_steps)
 
+    condition = "tau L ||K||_2^2 < 1: the fixed-point map contracts (Sec. 4.3)"
+
+    @torch.no_grad()
+    def condition_ratios(self, norms):
+        return [float(self.tau(i)) * self.lipschitz * k**2 for i, k in enumerate(norms)]
+
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
         return {"lipschitz": self.lipschitz, "tau": float(self.tau(0)), "contraction": float(self.tau(0)) * self.lipschitz,
