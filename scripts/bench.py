@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from numnet.models import build_model
 from numnet.nn.activations import flux_function
-from numnet.nn.stencil import apply_k_reference, apply_kt_reference, normalise
+from numnet.nn.stencil import apply_k_reference, apply_kt_reference, norm_bound, paper_bound, provable_bound
 from numnet.report.artefact import write_artefact
 from numnet.runinfo import provenance
 
@@ -52,7 +52,7 @@ class NaiveSymResNet(torch.nn.Module):
         u = f.expand(-1, net.channels, -1) if net.channels > 1 else f
         for k in range(net.depth):
             i = net.idx(k)
-            w = normalise(net.w[i])
+            w = net.normalised(net.w[i])
             s = apply_k_reference(u, w)
             lam = net.fluxes[i].lam if net.fluxes[i].has_contrast else None
             u = u - net.tau(i) * apply_kt_reference(flux_function(net.activation)(s, lam), w)
@@ -174,6 +174,35 @@ def sweep_speedup(tmp: Path) -> tuple[float, float]:
     return walls[0], walls[1]
 
 
+def _fourier_bound_65(w: torch.Tensor) -> torch.Tensor:
+    """Baseline: the provable rule's spectral bound as it was before the Szegő grid, 65 frequencies and a
+    Lipschitz grid margin, ``sqrt(2) (max_j sigma_max + margin)``, with the Schur bound beside it."""
+    omega = torch.linspace(0.0, math.pi, 65, dtype=w.dtype)
+    one = torch.ones_like(omega)
+    taps = torch.stack([torch.polar(one, -omega), one.to(torch.complex64), torch.polar(one, omega)], -1)
+    peak = torch.linalg.svdvals(torch.einsum("...abt,wt->...wab", w.to(taps.dtype), taps)).amax(dim=(-2, -1))
+    margin = 0.5 * math.pi / 64 * (w[..., 0].flatten(-2).norm(dim=-1) + w[..., 2].flatten(-2).norm(dim=-1))
+    return torch.minimum(norm_bound(w), math.sqrt(2.0) * (peak + margin))
+
+
+def normalisation_cost(repeats: int) -> dict[str, float]:
+    """Milliseconds for the divisor of 20 sets of 16-channel kernels, forward and backward (one step's
+    normalisation in a 20-block network): the paper's rule, the provable rule, and the 65-frequency baseline."""
+    w = torch.empty(20, 16, 16, 3).uniform_(-0.1, 0.1, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    cases = {"paper": lambda: paper_bound(w), "provable": lambda: provable_bound(w), "65-frequency baseline": lambda: _fourier_bound_65(w)}
+    out = {}
+    for name, fn in cases.items():
+        for _ in range(2):
+            fn().sum().backward()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn().sum().backward()
+            times.append(time.perf_counter() - t)
+        out[name] = 1000 * sorted(times)[len(times) // 2]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="results")
@@ -203,6 +232,16 @@ def main(argv: list[str] | None = None) -> int:
                          "numnet_epoch_s": round(t_num, 4), "naive_epoch_s": round(t_naive, 4),
                          "speedup": round(t_naive / t_num, 3), "bound_epoch_s": round(bound, 4)})
             print(f"[bench] {rows[-1]}", flush=True)
+    torch.manual_seed(0)  # the 16-channel network under the provable rule: its bound runs every step
+    net = build_model("symresnet", depth=20, channels=16, activation="perona_malik", normalisation="provable")
+    t_num = epoch_time(net, data, args.signals, steps, **timing)
+    t_naive = epoch_time(NaiveSymResNet(net), data, args.signals, steps, naive=True, **timing)
+    rows.append({"case": "symresnet-c16-perona_malik-provable", "channels": 16, "numnet_epoch_s": round(t_num, 4),
+                 "naive_epoch_s": round(t_naive, 4), "speedup": round(t_naive / t_num, 3),
+                 "bound_epoch_s": round(traffic_bound(args.signals, 20, 16, bw), 4)})
+    print(f"[bench] {rows[-1]}", flush=True)
+    norm_ms = normalisation_cost(5 if args.quick else 21)
+    print(f"[bench] normalisation of 20 16-channel kernel sets, forward + backward [ms]: {norm_ms}", flush=True)
     # short epochs (2000 signals) and the paper's (10000, the epoch of every row above); the csv row holds
     # the latter. Lightning's cost is per epoch and per batch, so it weighs more on short epochs.
     light_cases = [(1000, 2)] if args.quick else [(2000, 40), (10000, 8)]
@@ -256,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows[:-1]:
         lines.append(f"| {r['case']} | {r['numnet_epoch_s']:.3f} | {r['naive_epoch_s']:.3f} | {r['speedup']:.2f}x | "
                      f"{r['bound_epoch_s']:.3f} | {r['numnet_epoch_s'] / r['bound_epoch_s']:.1f}x |")
+    lines += ["", "Rows without a suffix use the default normalisation (the paper's rule); `-provable` divides by the "
+              "provable bound, computed every step.", "",
+              "## Kernel normalisation, one step of a 20-block 16-channel network", "",
+              f"Forward and backward of the divisor of 20 kernel sets (16 x 16 x 3), median of {5 if args.quick else 21}:", "",
+              "| rule | ms | / 65-frequency baseline |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.2f} | {v / norm_ms['65-frequency baseline']:.2f} |" for k, v in norm_ms.items()]
     lines += ["", "Lightning `fit` / a raw loop over the same model, minibatches, epochs and validation (PSNR on 200 "
               "signals each epoch), median of the ratios of back-to-back pairs of runs:", "",
               "| epoch | epochs | Lightning [s] | raw loop [s] | Lightning / raw | overhead |", "|---|---|---|---|---|---|"]
