@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     rc, wall = launch_sweep(cmd, out, settings, args.jobs, art, shlex.split(args.extra), since)
     runs = write_report(out)
     n_failed = int((runs.status != "complete").sum())
-    print(f"[{art}] {len(runs)} runs ({n_failed} failed) in {wall / 60:.1f} min -> {out}/table.md, {art}.png", flush=True)
+    print(f"[{art}] {len(runs)} runs ({n_failed} failed) in {wall / 60:.1f} min -> {out}/table.md and its figures", flush=True)
     return 1 if rc != 0 or n_failed else 0
 
 
