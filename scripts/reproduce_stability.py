@@ -127,7 +127,7 @@ def _guarantee_lines(df: pd.DataFrame) -> list[str]:
              "1/sqrt(C) guarantees ||K||_2 <= 1, so that tau <= 2/L gives Theorem 2. Measured on the trained "
              "networks (per block: ||K||_2 by power iteration on signals of length 256, and the stability "
              "condition of the architecture over its bound, at most 1 where it holds):", "",
-             "| normalisation | networks | blocks | ||K||_2 min | ||K||_2 max | condition / bound, max | blocks above the bound |",
+             "| normalisation | networks | blocks | ‖K‖₂ min | ‖K‖₂ max | condition / bound, max | blocks above the bound |",
              "|---|---|---|---|---|---|---|"]
     for rule, sel in nets.groupby("normalisation"):
         lines.append(f"| {rule} | {len(sel)} | {int(sel.blocks_checked.sum())} | {sel.norm_K_min.min():.3f} | "
@@ -180,7 +180,7 @@ def _table(df: pd.DataFrame, out: Path, prov: dict) -> None:
         lines += [f"## {what} ({fig})", "",
                   "| network | activation | normalisation | blocks | params | test PSNR [dB] | max norm ratio | "
                   "Lipschitz, random, eps 0.01 | worst found, eps 0.01 | random, eps 0.1 | worst found, eps 0.1 | "
-                  "||K||_2 over the blocks | condition / bound, max | blocks above |",
+                  "‖K‖₂ over the blocks | condition / bound, max | blocks above |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         order = {a: i for i, a in enumerate(ARCHS + ACTS)}
         sel = sel.assign(_m=sel.model.map(order), _a=sel.activation.map(order)).sort_values(["_m", "_a", "normalisation"])

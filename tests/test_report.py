@@ -148,5 +148,5 @@ def test_fig7_paper_report_holds_the_papers_rule_to_the_target_and_lists_unfinis
     assert "symresnet-charbonnier-d20-c16-own-s0" in table.split("## Runs not finished yet")[1]
     assert (tmp_path / "fig7-paper" / "curves.png").stat().st_size > 0
     rows = [line for line in build_report(tmp_path).splitlines() if line.startswith("| Fig. 7, paper's protocol |")]
-    assert len(rows) == 3 and sum("| yes (within 0.5 dB)" in r for r in rows) == 1
+    assert len(rows) == 3 and sum("| yes (gap -0.18 dB" in r for r in rows) == 1
     assert any("another model" in r for r in rows)

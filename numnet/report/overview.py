@@ -75,7 +75,7 @@ def _theory(root: Path) -> list[str]:
     t2 = [r for r in n["theorem2"] if r["first_violating_tau"] is not None and r["activation"] != "relu"]
     sharp = all(r["exact_bound"] <= r["first_violating_tau"] <= 1.02 * r["exact_bound"] for r in t2)
     stable = all(r["max_growth_at_bound"] <= 1 + 1e-9 for r in n["theorem2"])
-    rows.append(f"| Theorem 2 | norm nonincreasing for tau <= 2/(L ||K||^2) | max growth at the bound "
+    rows.append(f"| Theorem 2 | norm nonincreasing for tau <= 2/(L ‖K‖²) | max growth at the bound "
                 f"{max(r['max_growth_at_bound'] for r in n['theorem2']):.4f}; diffusion fluxes first violate within 2 % "
                 f"above the bound: {sharp} | exact | {_yes(stable and sharp)} | [theorem2.png](theory/theorem2.png) |")
     df = n["dufort_frankel"]
@@ -111,7 +111,8 @@ def _sweep(root: Path, fig: str, name: str, claim: str) -> list[str]:
         td = fig67.value(best, "symresnet", "perona_malik", 7)
         extra = [] if td is None else [
             f"| {name} | SymResNet, PM, 7 blocks, time-dynamic: {fig67.PAPER_FIG6['time_dynamic']} dB (paper) | "
-            f"{td:.2f} dB | {profile} | {_yes(abs(td - fig67.PAPER_FIG6['time_dynamic']) <= 0.5)} (within 0.5 dB) | "
+            f"{td:.2f} dB | {profile} | {_yes(abs(td - fig67.PAPER_FIG6['time_dynamic']) <= 0.5)} "
+            f"(gap {td - fig67.PAPER_FIG6['time_dynamic']:+.2f} dB; target within 0.5 dB) | "
             f"[{fig}.png]({fig}/{fig}.png) |"]
     else:
         found = fig67.findings_fig7(best, fig67.one_channel_margins(root))
@@ -120,7 +121,8 @@ def _sweep(root: Path, fig: str, name: str, claim: str) -> list[str]:
             v = fig67.value(best, "symresnet", act, 20)
             if v is not None:
                 extra.append(f"| {name} | SymResNet, 20 blocks, C = 16, {act}: {paper} dB (paper) | {v:.2f} dB | {profile} | "
-                             f"{_yes(abs(v - paper) <= 0.5)} (within 0.5 dB) | [{fig}.png]({fig}/{fig}.png) |")
+                             f"{_yes(abs(v - paper) <= 0.5)} (gap {v - paper:+.2f} dB; target within 0.5 dB) | "
+                             f"[{fig}.png]({fig}/{fig}.png) |")
     return [f"| {name} | {f['paper']} | {f['ours']} | {profile} | {_yes(f['holds'])} | [{fig}.png]({fig}/{fig}.png) |"
             for f in found] + extra
 
@@ -135,11 +137,12 @@ def _fig7_paper(root: Path) -> list[str]:
     rows = []
     for r in sorted(headline_rows(d), key=lambda r: (r["normalisation"] != "paper", r["paper"])):
         if r["normalisation"] == "paper":
-            verdict = f"{_yes(r['holds'])} (within {TARGET_DB} dB)"
+            verdict = f"{_yes(r['holds'])} (gap {r['test_psnr'] - r['paper']:+.2f} dB; target within {TARGET_DB} dB)"
         else:
             verdict = f"not held to it ({r['test_psnr'] - r['paper']:+.2f} dB): another model"
         rows.append(f"| Fig. 7, paper's protocol | SymResNet, 20 blocks, C = 16, {r['activation']}: {r['paper']} dB (paper) | "
-                    f"{r['test_psnr']:.2f} dB, {r['normalisation']} normalisation, {r['epochs']} epochs | paper, seed 0 | "
+                    f"{r['test_psnr']:.2f} dB, {r['normalisation']} normalisation, {r['epochs']} epochs | "
+                    f"{r['profile']}, seed {r['seed']} | "
                     f"{verdict} | [curves.png](fig7-paper/curves.png) |")
     return rows or ["| Fig. 7, paper's protocol | SymResNet, 20 blocks, C = 16 | training (no run complete yet) | | | |"]
 
@@ -173,15 +176,15 @@ def _stability(root: Path) -> list[str]:
     sym = df[(df.model == "symresnet") & (df.normalisation == "provable")]
     if not sym.empty:
         worst = float(sym.norm_ratio_max.max())
-        rows.append(f"| Stability (beyond the paper) | Theorem 2: ||N(f)|| <= ||f|| for the symmetric ResNet (provable "
+        rows.append(f"| Stability (beyond the paper) | Theorem 2: ‖N(f)‖ <= ‖f‖ for the symmetric ResNet (provable "
                     f"normalisation) | largest ratio {worst:.4f}; worst-found Lipschitz ratio per activation (all nets) "
                     f"{lip} | trained nets | {_yes(worst <= 1 + 1e-6)} | [table](stability/table.md) |")
     if "blocks_checked" in df:
         paper = df[(df.normalisation == "paper") & (df.blocks_checked > 0)]
         if not paper.empty:
             broken, blocks = int(paper.condition_violated.sum()), int(paper.blocks_checked.sum())
-            rows.append(f"| Normalisation (Sec. 3.3, beyond the paper) | the paper's rescaling guarantees ||K||_2 <= 1, hence "
-                        f"Theorem 2 | trained with the paper's rule: ||K||_2 {paper.norm_K_min.min():.2f} - "
+            rows.append(f"| Normalisation (Sec. 3.3, beyond the paper) | the paper's rescaling guarantees ‖K‖₂ <= 1, hence "
+                        f"Theorem 2 | trained with the paper's rule: ‖K‖₂ {paper.norm_K_min.min():.2f} - "
                         f"{paper.norm_K_max.max():.2f}, stability condition above its bound in {broken} of {blocks} blocks | "
                         f"trained nets | {_yes(broken == 0 and paper.norm_K_max.max() <= 1 + 1e-6)} | "
                         "[table](stability/table.md) |")
