@@ -63,7 +63,7 @@ def theorem2(out: Path, lines: list[str]) -> None:
               "tau at the bound 2/(L ||K||^2) of the sampled kernel (factor 1) and 10 % above (factor 1.1); "
               "largest one-block growth ||u^{k+1}|| / ||u^k|| over 40 blocks, and the first tau on a 1 % grid "
               "past the bound at which the top singular vector of K grows.", "",
-              "| activation | C | ||K||_2 | a-priori bound 2/L | exact bound 2/(L ||K||^2) | first violating tau | "
+              "| activation | C | ‖K‖₂ | a-priori bound 2/L | exact bound 2/(L ‖K‖²) | first violating tau | "
               "max growth at bound | max growth at 1.1 x bound |", "|---|---|---|---|---|---|---|---|"]
     for act in ACTS:
         for c, n in sizes:
@@ -78,7 +78,7 @@ def theorem2(out: Path, lines: list[str]) -> None:
     lines += ["", "Normalisation (Sec. 3.3): ||K||_2 after the provable rule (`model.normalisation=provable`, guaranteed "
               "<= 1) and after the paper's rescaling (`model.normalisation=paper`: each block by its absolute kernel "
               "sum, then 1/sqrt(C)), random kernels U[-0.1, 0.1], reflecting boundaries, n = 32, 5 seeds:", "",
-              "| C | provable rule: max ||K||_2 | paper's rule: ||K||_2 (5 seeds) |", "|---|---|---|"]
+              "| C | provable rule: max ‖K‖₂ | paper's rule: ‖K‖₂ (5 seeds) |", "|---|---|---|"]
     from numnet.nn.stencil import normalise, stencil_matrix
 
     for c in (1, 4, 16):
