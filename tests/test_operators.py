@@ -93,13 +93,13 @@ def test_fourier_bound_holds_for_boundary_heavy_kernels_at_every_length(c):
 
 @pytest.mark.parametrize("c", [1, 2, 3, 16])
 def test_provable_bound_holds_at_every_length_for_random_and_skewed_kernels(c, gen):
-    """The bound against the exact (dense) norm for n = 3 ... 16, kernels of mixed scales per tap."""
+    """The bound against the exact (dense) norm for n = 2 ... 16, kernels of mixed scales per tap."""
     worst = 0.0
     for _ in range(6):
         w = torch.randn(c, c, 3, generator=gen, dtype=torch.float64) * 3 * torch.rand(1, 1, 3, generator=gen,
                                                                                         dtype=torch.float64)
         bound = float(provable_bound(w))
-        for n in (3, 4, 5, 8, 16):
+        for n in (2, 3, 4, 5, 8, 16):
             exact = float(torch.linalg.matrix_norm(stencil_matrix(w, n), 2))
             assert bound >= exact * (1 - 1e-12)
             worst = max(worst, exact / bound)
@@ -119,14 +119,14 @@ def test_symbol_peak_is_an_upper_bound_and_close_to_the_true_peak(gen):
         assert fine <= peak <= fine / math.cos(math.pi / 32) + 1e-12
 
 
-def test_multichannel_provable_bound_is_within_a_third_of_the_norm(gen):
-    """Random 16-channel kernels: the provable bound about 1.3x the norm, the Schur bound about 3.5x."""
+def test_multichannel_provable_bound_is_within_a_quarter_of_the_norm(gen):
+    """Random 16-channel kernels: the provable bound about 1.15x the norm, the Schur bound about 3.5x."""
     for _ in range(3):
         w = torch.empty(16, 16, 3, dtype=torch.float64).uniform_(-0.1, 0.1, generator=gen)
         true = _spectral_norm_power(w, 256)
-        assert true <= float(fourier_bound(w)) <= 1.35 * true
+        assert true <= float(fourier_bound(w)) <= 1.25 * true
         assert float(norm_bound(w)) > 3 * true
-        assert _spectral_norm_power(normalise(w, "provable"), 256) > 1 / 1.35
+        assert _spectral_norm_power(normalise(w, "provable"), 256) > 1 / 1.25
 
 
 def test_paper_rule_rescales_every_block_by_its_row_sum_and_sqrt_c(gen):
