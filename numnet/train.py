@@ -178,6 +178,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "epochs": int(trainer.current_epoch),
             "stopped_early": bool(task.stopped_early),
             "resumed": resume is not None,
+            # wall time over all sittings of a resumed run (`wall_s`: this sitting alone)
+            "wall_s_total": round(time.perf_counter() - t0 + sum(getattr(c, "earlier_s", 0.0) for c in callbacks), 3),
             "dataset": {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
                         "length": int(t.length), "sigma": float(t.sigma)},
             "stability": model.stability(),

@@ -38,6 +38,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     assert read_summary(tmp_path / "b" / "summary.json")["status"] == "failed"
     resumed = execute(cfg, tmp_path / "b")
     assert resumed["resumed"] and not straight["resumed"]
+    assert resumed["wall_s_total"] > resumed["wall_s"] and straight["wall_s_total"] == pytest.approx(straight["wall_s"], abs=0.2)
     assert not (tmp_path / "b" / RESUME_FILE).exists()  # removed once the run is complete
     assert resumed["history"] == straight["history"]
     assert resumed["metrics"] == straight["metrics"]

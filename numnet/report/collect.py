@@ -44,7 +44,7 @@ def _row(path: Path, root: Path) -> dict:
         "val_psnr": m.get("val_psnr"),
         "test_psnr": m.get("test_psnr"),
         "epochs": s.get("epochs"),
-        "wall_s": s.get("wall_s"),
+        "wall_s": s.get("wall_s_total") or s.get("wall_s"),  # all sittings of a resumed run where recorded
         "profile": s.get("profile", (cfg.get("profile") or {}).get("name")),
         "status": s.get("status", "unknown"),
         "reason": s.get("reason", ""),

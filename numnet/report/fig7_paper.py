@@ -66,7 +66,9 @@ def _rows(nets: pd.DataFrame) -> list[dict]:
                      f"within {TARGET_DB} dB": ("yes" if abs(r.test_psnr - paper) <= TARGET_DB else "**no**")
                      if r.normalisation == "paper" else "(not the paper's model)",
                      "best epoch": None if pd.isna(r.best_epoch) else int(r.best_epoch),
-                     "epochs": r.epochs, "wall [min]": round(r.wall_s / 60, 1), "commit": r.git_commit})
+                     "epochs": r.epochs,
+                     "wall [min]": f"{r.wall_s / 60:.1f}" + (" (last sitting only)" if r.partial_wall else ""),
+                     "commit": r.git_commit})
     return rows
 
 
@@ -76,15 +78,17 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
     runs = collect(folder / "runs")
     if runs.empty:
         raise FileNotFoundError(f"no run summaries below {folder / 'runs'}: run the sweep first")
-    best_epoch, commit, patience = {}, {}, set()
+    best_epoch, commit, patience, partial_wall = {}, {}, set(), {}
     for path in (folder / "runs").glob("*/summary.json"):
         s = json.loads(path.read_text())
         best_epoch[path.parent.name] = (s.get("metrics") or {}).get("best_epoch")
         commit[path.parent.name] = str((s.get("provenance") or {}).get("git_commit", ""))[:12]
+        partial_wall[path.parent.name] = bool(s.get("resumed")) and "wall_s_total" not in s
         if s.get("model") != "classical":
             patience.add(((s.get("config") or {}).get("profile") or {}).get("patience"))
     runs["best_epoch"] = runs.run.map(best_epoch)
     runs["git_commit"] = runs.run.map(commit)
+    runs["partial_wall"] = runs.run.map(partial_wall).fillna(False)
     runs.to_csv(folder / "runs.csv", index=False)
     ok = runs[runs.status == "complete"]
     nets = ok[ok.model != "classical"]
