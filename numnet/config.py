@@ -11,7 +11,7 @@ from numnet.models import MODELS, build_model
 from numnet.nn.activations import FLUXES
 
 __all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices", "compose_config", "model_kwargs",
-           "check_sweep_args", "norm_tag"]
+           "check_sweep_args", "norm_tag", "sweep_grid_errors"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -121,3 +121,55 @@ def check_writable(folder: str | os.PathLike) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"output folder {str(folder)!r} cannot be written: {exc.strerror or exc}") from None
+
+
+def sweep_grid_errors(experiment: str, profile: str, extra: list[str] = ()) -> list[str | None]:
+    """Validate every grid point of ``experiment=<experiment>`` (its ``hydra.sweeper.params`` with the
+    sweep overrides in ``extra``) under ``profile`` and the other ``extra`` overrides, before a sweep
+    computes anything: one entry per point, ``None`` where it is valid, else the one-line reason.
+    Overrides of Hydra itself (``hydra...``, launchers) do not change a run's validity and are left out."""
+    import itertools
+    import math
+
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    params = OmegaConf.select(OmegaConf.load(CONFIG_DIR / "experiment" / f"{experiment}.yaml"),
+                              "hydra.sweeper.params", default=None) or {}
+    axes = [[f"{k}={v}" for v in str(vals).split(",")] for k, vals in params.items()]
+    fixed = []
+    for o in OverridesParser.create().parse_overrides([e for e in extra if not e.lstrip("+~").startswith("hydra")]):
+        if o.is_sweep_override():
+            axes.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            fixed.append(o.input_line)
+    from hydra import compose, initialize_config_dir
+
+    # group choices (model=..., activation=...) need Hydra's composition; plain values are set on a copy
+    groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+    group_axes = [a for a in axes if a[0].split("=", 1)[0].lstrip("+~") in groups]
+    value_axes = [a for a in axes if a not in group_axes]
+    register_resolvers()
+    errors = []
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for gpoint in itertools.product(*group_axes):
+            try:
+                base = compose("train", overrides=[f"experiment={experiment}", f"profile={profile}", *fixed, *gpoint])
+            except (HydraException, OmegaConfBaseException) as exc:
+                errors += [str(exc).strip().splitlines()[0]] * math.prod(len(a) for a in value_axes)
+                continue
+            for vpoint in itertools.product(*value_axes):
+                try:
+                    cfg = base.copy()
+                    for item in vpoint:
+                        key, _, value = item.partition("=")
+                        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+                    validate(cfg)
+                    errors.append(None)
+                except ConfigError as exc:
+                    errors.append(str(exc))
+                except OmegaConfBaseException as exc:
+                    errors.append(str(exc).strip().splitlines()[0])
+    return errors

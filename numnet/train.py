@@ -336,11 +336,29 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         if _is_multirun():
+            record_invalid(cfg, out_dir, exc)
             return None
         sys.exit(2)
     if summary and summary.get("status") == "complete":
         return summary["metrics"]["val_psnr"]
     return None
+
+
+def record_invalid(cfg: DictConfig, out_dir: Path, exc: Exception) -> None:
+    """In a sweep, a run whose configuration is invalid leaves a ``failed`` summary with the reason, so
+    that the sweep's table lists it and the sweep's exit status says so; a folder that holds a complete
+    run (of another configuration) is left as it is."""
+    from numnet.runinfo import provenance, read_summary, write_json_atomic
+
+    path = out_dir / "summary.json"
+    if (read_summary(path) or {}).get("status") == "complete":
+        return
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - an unresolvable config is still recorded, unresolved
+        config = OmegaConf.to_container(cfg, resolve=False)
+    write_json_atomic(path, {"status": "failed", "name": out_dir.name, "reason": f"ConfigError: {exc}",
+                             "wall_s": 0.0, "config": config, "provenance": provenance()})
 
 
 def precheck_output_roots(argv: list[str]) -> None:

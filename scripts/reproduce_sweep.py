@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from numnet.classical import run_classical
-from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
+from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, sweep_grid_errors
 from numnet.report.fig5 import write_fig5
 from numnet.report.fig67 import write_fig6, write_fig7
 from numnet.report.fig7_paper import write_fig7_paper
@@ -54,6 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # a setting that is wrong for every run stops here, before any compute (the classical baselines included)
+    errors = sweep_grid_errors(experiment, args.profile, shlex.split(args.extra))
+    bad = [e for e in errors if e]
+    if errors and len(bad) == len(errors):
+        print(f"error: {bad[0]} (every run of the sweep)", file=sys.stderr)
+        return 2
+    if bad:
+        print(f"[{art}] {len(bad)} of {len(errors)} runs have an invalid configuration and will be recorded as failed, "
+              f"e.g. {bad[0]}", flush=True)
     prof = OmegaConf.load(CONFIG_DIR / "profile" / f"{args.profile}.yaml")
     seeds = ",".join(str(s) for s in (art_seeds or prof.seeds))
     since = time.time()

@@ -120,3 +120,30 @@ def test_a_resume_that_trains_nothing_keeps_the_provenance(tmp_path):
     again = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "is kept" in again.stdout
     assert json.loads(prov_path.read_text()) == record
+
+
+@pytest.mark.parametrize("extra,reason", [("activation.lam=-1", "activation.lam must be > 0"),
+                                          ("trainer=gpu", "no CUDA device")])
+def test_a_setting_wrong_for_every_run_stops_the_sweep_before_any_compute(tmp_path, extra, reason):
+    import torch
+
+    if extra == "trainer=gpu" and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    r = subprocess.run([sys.executable, "scripts/reproduce_sweep.py", "fig5", "--profile", "smoke", "--logger", "none",
+                        "--results", str(tmp_path), "--extra", extra], cwd=REPO, env=_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and reason in r.stderr and "every run" in r.stderr
+    assert not list((tmp_path / "fig5" / "runs").iterdir())  # no classical baseline, no run
+
+
+def test_an_invalid_run_in_a_sweep_leaves_a_failed_summary(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = subprocess.run(_cmd(sweep, "model.depth=0,1"), cwd=REPO, env=_env(), capture_output=True, text=True,
+                       timeout=600)
+    s = _summaries(sweep)
+    assert len(s) == 2, r.stderr[-2000:]
+    failed = [v for v in s.values() if v["status"] == "failed"]
+    assert len(failed) == 1 and "model.depth must be an integer >= 1, got 0" in failed[0]["reason"]
+    table = collect(sweep)
+    assert sorted(table.status) == ["complete", "failed"]
