@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "is_complete", "RunConflict",
-           "atomic_torch_save"]
+           "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "end_sweep"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -168,3 +168,42 @@ def launch_sweep(cmd: list[str], out: Path, settings: dict[str, Any], jobs: int,
             prov["previous"] = previous  # earlier invocations that wrote part of these runs
         write_json_atomic(out / "PROVENANCE.json", prov)
     return rc, wall
+
+
+#: marker of a sweep that started and has not finished in a results folder (its settings and start)
+SWEEP_MARKER = ".sweep-in-progress.json"
+
+
+def begin_sweep(out: Path, state: dict[str, Any]) -> bool:
+    """Start a sweep into ``out``: resume the interrupted one that ``out/.sweep-in-progress.json`` records
+    (returns ``True``), or start afresh (``False``): the runs and ``PROVENANCE.json`` of a finished sweep
+    move to ``out/previous-runs/`` (nothing is deleted but an older ``previous-runs``), so that the
+    target reproduces instead of skipping. Raises ``ValueError`` when an interrupted sweep of other
+    settings (``state``: profile, overrides) is in progress there."""
+    import shutil
+
+    out = Path(out)
+    marker = out / SWEEP_MARKER
+    current = read_summary(marker)
+    if current is not None:
+        theirs = {k: current.get(k) for k in state}
+        if theirs != state:
+            raise ValueError(f"{out} holds an interrupted sweep with {theirs}; run it again with those settings to "
+                             f"resume it, or remove {marker} to start afresh")
+        return True
+    runs = out / "runs"
+    if (runs.is_dir() and any(runs.iterdir())) or (out / "PROVENANCE.json").exists():
+        previous = out / "previous-runs"
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.mkdir(parents=True)
+        for name in ("runs", "PROVENANCE.json", "runs.csv"):
+            if (out / name).exists():
+                shutil.move(str(out / name), str(previous / name))
+    runs.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {**state, "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return False
+
+
+def end_sweep(out: Path) -> None:
+    """The sweep in ``out`` ran to its end (failed runs included): the next invocation starts afresh."""
+    (Path(out) / SWEEP_MARKER).unlink(missing_ok=True)

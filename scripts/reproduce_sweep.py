@@ -3,7 +3,10 @@
 
 1. the classical baselines (``numnet.classical``) on the profile's dataset;
 2. the Hydra multirun ``experiment=<fig>`` over the profile's seeds, in parallel jobs through
-   Hydra's joblib launcher (finished runs are skipped, so an interrupted sweep resumes);
+   Hydra's joblib launcher. ``<fig>/.sweep-in-progress.json`` marks a sweep until it has run to its
+   end: running the same command again resumes an interrupted sweep (finished runs are skipped, a run
+   cut off part-way continues from its checkpoint), while a finished sweep is redone, its runs moved
+   to ``<fig>/previous-runs/``;
 3. ``PROVENANCE.json`` and the report (``runs.csv``, ``table.md``, ``<fig>.png``).
 
 A failed run does not stop the sweep; it is listed in ``table.md``. The exit code is non-zero
@@ -24,7 +27,7 @@ from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, sw
 from numnet.report.fig5 import write_fig5
 from numnet.report.fig67 import write_fig6, write_fig7
 from numnet.report.fig7_paper import write_fig7_paper
-from numnet.runinfo import launch_sweep
+from numnet.runinfo import begin_sweep, end_sweep, launch_sweep
 
 
 #: artefact -> (experiment config, report writer, default profile: for figs 5-7 the one whose sweep fits about
@@ -65,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
               f"e.g. {bad[0]}", flush=True)
     prof = OmegaConf.load(CONFIG_DIR / "profile" / f"{args.profile}.yaml")
     seeds = ",".join(str(s) for s in (art_seeds or prof.seeds))
+    try:  # an interrupted invocation resumes; a finished sweep is redone (its runs move to previous-runs/)
+        resuming = begin_sweep(out, {"profile": args.profile, "extra": args.extra})
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[{art}] " + ("resuming the interrupted sweep: finished runs are skipped" if resuming else
+                         f"training afresh into {out}/runs (earlier runs, if any, in {out}/previous-runs)"), flush=True)
     since = time.time()
     print(f"[{art}] profile={args.profile}: classical baselines", flush=True)
     try:  # also the check that results/<fig>/runs holds no runs of another profile
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 "seeds": list(art_seeds or prof.seeds),
                 "threads": args.threads}
     rc, wall = launch_sweep(cmd, out, settings, args.jobs, art, shlex.split(args.extra), since)
+    if rc == 0:  # ran to its end; a sweep that broke off stays marked and resumes
+        end_sweep(out)
     runs = write_report(out)
     n_failed = int((runs.status != "complete").sum())
     print(f"[{art}] {len(runs)} runs ({n_failed} failed) in {wall / 60:.1f} min -> {out}/table.md and its figures", flush=True)

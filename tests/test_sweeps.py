@@ -101,25 +101,45 @@ def test_a_run_of_another_profile_is_neither_skipped_nor_overwritten(tmp_path):
 def test_reproduce_fig5_refuses_results_of_another_profile(tmp_path):
     from numnet.classical import run_classical
     from numnet.config import ConfigError
+    from numnet.runinfo import begin_sweep
 
-    run_classical("smoke", tmp_path / "fig5" / "runs")
+    begin_sweep(tmp_path / "fig5", {"profile": "smoke", "extra": ""})  # a smoke sweep, interrupted after ...
+    run_classical("smoke", tmp_path / "fig5" / "runs")  # ... its classical baselines
     with pytest.raises(ConfigError, match="another configuration"):
         run_classical("quick", tmp_path / "fig5" / "runs")
     r = subprocess.run([sys.executable, "scripts/reproduce_fig5.py", "--profile", "quick", "--results", str(tmp_path)],
                        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 2 and "another configuration" in r.stderr and "sweep:" not in r.stdout
+    assert r.returncode == 2 and "interrupted sweep" in r.stderr and "sweep:" not in r.stdout
+    assert len(list((tmp_path / "fig5" / "runs").iterdir())) == 3  # nothing moved or lost
 
 
-def test_a_resume_that_trains_nothing_keeps_the_provenance(tmp_path):
-    cmd = [sys.executable, "scripts/reproduce_fig5.py", "--profile", "smoke", "--logger", "none", "--results", str(tmp_path)]
-    first = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
-    assert first.returncode == 0, first.stderr[-2000:]
-    prov_path = tmp_path / "fig5" / "PROVENANCE.json"
-    record = json.loads(prov_path.read_text())
-    assert record["runs_written"] == 87  # 84 trainings and 3 classical baselines
+def test_make_target_resumes_an_interrupted_sweep_and_redoes_a_finished_one(tmp_path):
+    """Killed part-way: the same command resumes (finished runs skipped). Run to its end: the same
+    command trains afresh, the earlier runs and record moved to previous-runs/."""
+    cmd = [sys.executable, "scripts/reproduce_fig5.py", "--profile", "smoke", "--logger", "none", "--jobs", "1",
+           "--results", str(tmp_path)]
+    out = tmp_path / "fig5"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_summaries(out / "runs")) < 6:  # 3 classical baselines and 3 trainings
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {n: (out / "runs" / n / "summary.json").stat().st_mtime_ns for n in _summaries(out / "runs")}
+    assert 6 <= len(before) < 87 and (out / ".sweep-in-progress.json").exists()
+    resumed = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stdout and not (out / ".sweep-in-progress.json").exists()
+    for name, stamp in before.items():  # nothing redone twice
+        assert (out / "runs" / name / "summary.json").stat().st_mtime_ns == stamp
+    record = json.loads((out / "PROVENANCE.json").read_text())
+    assert record["runs_written"] == 87 - len(before)
     again = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "is kept" in again.stdout
-    assert json.loads(prov_path.read_text()) == record
+    assert again.returncode == 0 and "training afresh" in again.stdout
+    assert json.loads((out / "PROVENANCE.json").read_text())["runs_written"] == 87
+    assert json.loads((out / "previous-runs" / "PROVENANCE.json").read_text()) == record
+    assert len(_summaries(out / "previous-runs" / "runs")) == 87 and len(_summaries(out / "runs")) == 87
 
 
 @pytest.mark.parametrize("extra,reason", [("activation.lam=-1", "activation.lam must be > 0"),
