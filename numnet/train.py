@@ -186,6 +186,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "history": task.history,
             "wall_s": round(time.perf_counter() - t0, 3),
             "config": OmegaConf.to_container(cfg, resolve=True),
+            "overrides": _overrides(),
             "provenance": provenance(),
         }
         if cfg.save_weights:
@@ -237,6 +238,16 @@ def _log_wandb_extras(logger, model, test, summary: dict) -> None:
         "test/psnr": summary["metrics"]["test_psnr"],
         **{f"stability/{k}": v for k, v in summary["stability"].items()},
     })
+
+
+def _overrides() -> list[str]:
+    """The command-line overrides of this run (Hydra's ``overrides.task``); empty outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
 
 
 def _is_multirun() -> bool:

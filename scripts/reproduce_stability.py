@@ -1,7 +1,8 @@
 """Empirical stability table (beyond the paper) into ``results/stability/``: ``make reproduce-stability``.
 
-Loads the trained 1-channel (``results/fig5``, shared weights) and 16-channel (``results/fig7``, own
-weights; ``results/fig7-paper`` where present: the paper's protocol under both normalisation rules)
+Loads the trained 1-channel (``results/fig5``, shared weights; ``results/fig6``, own weights, where
+present) and 16-channel (``results/fig7``, own weights; ``results/fig7-paper`` where present: the
+paper's protocol under both normalisation rules)
 networks at the largest depth of each architecture and activation, and measures on the first test
 signals: ``||N(f)|| / ||f||`` and the Lipschitz ratio over random and worst-found perturbations
 (:mod:`numnet.report.stability`); and per block the ``||K||_2`` of the kernels it applies and its
@@ -32,10 +33,10 @@ from numnet.report.stability import lipschitz_ratios, norm_ratio
 from numnet.runinfo import git_commit, machine, write_json_atomic
 
 EPS = (0.01, 0.1)
-SOURCES = {"fig5": "1 channel, shared weights", "fig7": "16 channels, own weights",
+SOURCES = {"fig5": "1 channel, shared weights", "fig6": "1 channel, own weights (Eq. 27)", "fig7": "16 channels, own weights",
            "fig7-paper": "16 channels, own weights, the paper's protocol"}
 #: sources that a fresh checkout may not have yet (their sweep takes hours); skipped when missing
-OPTIONAL = {"fig7-paper"}
+OPTIONAL = {"fig6", "fig7-paper"}
 
 
 def _runs(folder: Path) -> pd.DataFrame:

@@ -167,3 +167,20 @@ def test_an_invalid_run_in_a_sweep_leaves_a_failed_summary(tmp_path):
     assert len(failed) == 1 and "model.depth must be an integer >= 1, got 0" in failed[0]["reason"]
     table = collect(sweep)
     assert sorted(table.status) == ["complete", "failed"]
+
+
+def test_rerunning_a_sweep_changes_nothing_in_the_runs_it_skips(tmp_path):
+    """How a sweep is run (threads, logger) is not part of what a run computed: a second invocation that
+    only skips touches no file in the run folders, and no run folder holds a Hydra config copy or log."""
+    sweep = tmp_path / "sweep"
+    first = subprocess.run(_cmd(sweep, "model.depth=1,2"), cwd=REPO, env=_env(), capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    files = {p: p.stat().st_mtime_ns for p in sweep.glob("*/**/*") if p.is_file()}
+    assert files and not any(".hydra" in str(p) or p.suffix == ".log" for p in files)
+    summary = json.loads(next(sweep.glob("*/summary.json")).read_text())
+    assert "model.depth=1" in summary["overrides"] or "model.depth=2" in summary["overrides"]
+    again = subprocess.run(_cmd(sweep, "model.depth=1,2", "threads=2", "logger=csv"), cwd=REPO, env=_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("skip") == 2
+    assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/**/*") if p.is_file()} == files
