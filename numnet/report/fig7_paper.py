@@ -78,14 +78,16 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
     runs = collect(folder / "runs")
     if runs.empty:
         raise FileNotFoundError(f"no run summaries below {folder / 'runs'}: run the sweep first")
-    best_epoch, commit, patience, partial_wall = {}, {}, set(), {}
+    best_epoch, commit, patience, partial_wall, protocol = {}, {}, set(), {}, {}
     for path in (folder / "runs").glob("*/summary.json"):
         s = json.loads(path.read_text())
         best_epoch[path.parent.name] = (s.get("metrics") or {}).get("best_epoch")
         commit[path.parent.name] = str((s.get("provenance") or {}).get("git_commit", ""))[:12]
         partial_wall[path.parent.name] = bool(s.get("resumed")) and "wall_s_total" not in s
-        if s.get("model") != "classical":
-            patience.add(((s.get("config") or {}).get("profile") or {}).get("patience"))
+        if s.get("model") != "classical" and s.get("status") == "complete":
+            prof = (s.get("config") or {}).get("profile") or {}
+            patience.add(prof.get("patience"))
+            protocol = {**(s.get("dataset") or {}), **{k: prof.get(k) for k in ("batch_size", "lr", "max_epochs")}}
     runs["best_epoch"] = runs.run.map(best_epoch)
     runs["git_commit"] = runs.run.map(commit)
     runs["partial_wall"] = runs.run.map(partial_wall).fillna(False)
@@ -93,12 +95,12 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
     ok = runs[runs.status == "complete"]
     nets = ok[ok.model != "classical"]
     prov = read_provenance(folder)
-    ds = prov.get("dataset") or {}
+    ds = {**protocol, **(prov.get("dataset") or {})}  # the sweep's record, else the runs' own
     sizes = f"{ds.get('n_train', '?')} / {ds.get('n_val', '?')} / {ds.get('n_test', '?')} signals"
     lines = ["# Fig. 7 headline under the paper's protocol (Sec. 7.1.5)", "",
              "SymResNet, 20 blocks, C = 16 channels, own weights per block, no regulariser; profile "
-             f"**{', '.join(sorted(set(runs.profile.dropna())))}** ({sizes}, batch {prov.get('batch_size', '?')}, "
-             f"Adam lr {prov.get('lr', '?')}, at most {prov.get('epochs', '?')} epochs), "
+             f"**{', '.join(sorted(set(runs.profile.dropna())))}** ({sizes}, batch {prov.get('batch_size', ds.get('batch_size', '?'))}, "
+             f"Adam lr {prov.get('lr', ds.get('lr', '?'))}, at most {prov.get('epochs', ds.get('max_epochs', '?'))} epochs), "
              f"seed {', '.join(str(int(s)) for s in sorted(set(nets.seed.dropna())))}. Validation every epoch; a run stops "
              f"after {' / '.join(str(p) for p in sorted(patience, key=str)) or '?'} epochs without a better validation "
              "PSNR (`profile.patience`) and is tested with the weights of its best validation epoch. Each run's commit, "
