@@ -178,8 +178,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "epochs": int(trainer.current_epoch),
             "stopped_early": bool(task.stopped_early),
             "resumed": resume is not None,
-            # wall time over all sittings of a resumed run (`wall_s`: this sitting alone)
-            "wall_s_total": round(time.perf_counter() - t0 + sum(getattr(c, "earlier_s", 0.0) for c in callbacks), 3),
+            # wall time over all sittings of a resumed run (`wall_s`: this sitting alone); None where unknown
+            "wall_s_total": _wall_total(callbacks, time.perf_counter() - t0),
             "dataset": {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
                         "length": int(t.length), "sigma": float(t.sigma)},
             "stability": model.stability(),
@@ -238,6 +238,11 @@ def _log_wandb_extras(logger, model, test, summary: dict) -> None:
         "test/psnr": summary["metrics"]["test_psnr"],
         **{f"stability/{k}": v for k, v in summary["stability"].items()},
     })
+
+
+def _wall_total(callbacks: list, this_sitting: float) -> float | None:
+    earlier = [getattr(c, "earlier_s", 0.0) for c in callbacks if hasattr(c, "earlier_s")]
+    return None if None in earlier else round(this_sitting + sum(earlier), 3)
 
 
 def _overrides() -> list[str]:

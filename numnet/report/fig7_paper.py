@@ -83,7 +83,7 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
         s = json.loads(path.read_text())
         best_epoch[path.parent.name] = (s.get("metrics") or {}).get("best_epoch")
         commit[path.parent.name] = str((s.get("provenance") or {}).get("git_commit", ""))[:12]
-        partial_wall[path.parent.name] = bool(s.get("resumed")) and "wall_s_total" not in s
+        partial_wall[path.parent.name] = bool(s.get("resumed")) and s.get("wall_s_total") is None
         if s.get("model") != "classical" and s.get("status") == "complete":
             prof = (s.get("config") or {}).get("profile") or {}
             patience.add(prof.get("patience"))

@@ -35,16 +35,17 @@ class ResumeCheckpoint(pl.callbacks.Checkpoint):
         self.batches = batches
         self.every_s = float(every_s)
         self._last = self._start = time.monotonic()
-        #: seconds the run trained in earlier sittings (read back from the checkpoint it resumes)
-        self.earlier_s = 0.0
+        #: seconds the run trained in earlier sittings (read back from the checkpoint it resumes; ``None``
+        #: where that checkpoint did not record them)
+        self.earlier_s: float | None = 0.0
 
     def state_dict(self) -> dict:
-        elapsed = self.earlier_s + time.monotonic() - self._start
+        elapsed = None if self.earlier_s is None else self.earlier_s + time.monotonic() - self._start
         return {"identity": self.identity, "batches": self.batches.state_dict(), "elapsed_s": elapsed}
 
     def load_state_dict(self, state: dict) -> None:
         self.batches.load_state_dict(state["batches"])
-        self.earlier_s = float(state.get("elapsed_s", 0.0))
+        self.earlier_s = state.get("elapsed_s")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         last = trainer.should_stop or trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
