@@ -11,7 +11,7 @@ from numnet.models import MODELS, build_model
 from numnet.nn.activations import FLUXES
 
 __all__ = ["CONFIG_DIR", "ConfigError", "validate", "register_resolvers", "choices", "compose_config", "model_kwargs",
-           "check_sweep_args", "norm_tag", "sweep_grid_errors"]
+           "check_sweep_args", "norm_tag", "sweep_grid_errors", "check_overrides"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -81,7 +81,7 @@ def validate(cfg: DictConfig) -> None:
     if not a.lam > 0:
         raise ConfigError(f"activation.lam must be > 0 (contrast lambda), got {a.lam}")
     if not t.lr > 0:
-        raise ConfigError(f"task.lr must be > 0, got {t.lr}")
+        raise ConfigError(f"profile.lr (the Adam learning rate, task.lr) must be > 0, got {t.lr}")
     if not t.sigma >= 0:
         raise ConfigError(f"task.sigma must be >= 0, got {t.sigma}")
     if not (isinstance(t.length, int) and t.length >= 10):
@@ -173,3 +173,59 @@ def sweep_grid_errors(experiment: str, profile: str, extra: list[str] = ()) -> l
                 except OmegaConfBaseException as exc:
                     errors.append(str(exc).strip().splitlines()[0])
     return errors
+
+
+def _flat_keys(cfg, prefix: str = "") -> list[str]:
+    out = []
+    for k in cfg.keys() if isinstance(cfg, DictConfig) else []:
+        path = f"{prefix}{k}"
+        out.append(path)
+        try:
+            child = cfg._get_node(k)
+        except Exception:  # noqa: BLE001 - a node that cannot be read has no children to list
+            continue
+        if isinstance(child, DictConfig):
+            out += _flat_keys(child, f"{path}.")
+    return out
+
+
+def check_overrides(overrides: list[str], config_name: str = "train") -> None:
+    """Before Hydra starts: a :class:`ConfigError` of one line for an unknown option of a config group
+    (naming the group's choices) or an unknown key (with the nearest existing key)."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    own = [o for o in overrides if not o.startswith("-") and not o.lstrip("+~").startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(own)
+    except HydraException as exc:
+        raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+    first = []  # the group choices (the first of a sweep) to compose the config with
+    for o in parsed:
+        key = o.key_or_group
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        if key in groups and not o.is_delete():
+            for v in values:
+                if v != "null" and v not in choices(key):
+                    raise ConfigError(f"{key}={v} is unknown; choose one of {choices(key)}")
+            first.append(f"{o.get_key_element()}={values[0]}")
+    register_resolvers()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name, overrides=first)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    keys = _flat_keys(cfg)
+    for o in parsed:
+        key = o.key_or_group
+        if key in groups or o.is_add() or o.is_delete() or key in keys:
+            continue
+        same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+        near = same_leaf or difflib.get_close_matches(key, keys, n=1, cutoff=0.7)
+        hint = f" (did you mean {' or '.join(near[:2])}?)" if near else ""
+        raise ConfigError(f"unknown key {key}{hint}")

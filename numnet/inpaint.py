@@ -213,4 +213,4 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     from numnet.train import run_cli
 
-    run_cli("numnet.inpaint")
+    run_cli("numnet.inpaint", "inpaint")

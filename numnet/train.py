@@ -328,6 +328,7 @@ def execute_recorded(cfg: DictConfig, out_dir: Path, check, identity, train_fn, 
     write_json_atomic(summary_path, summary)
     (out_dir / "resume.ckpt").unlink(missing_ok=True)  # numnet.tasks.checkpoint: the run is complete
     print(describe(summary), flush=True)
+    print(f"[numnet] run folder: {out_dir}", flush=True)
     return summary
 
 
@@ -354,6 +355,10 @@ def main(cfg: DictConfig) -> float | None:
         if _is_multirun():
             record_invalid(cfg, out_dir, exc)
             return None
+        try:  # a single run stopped before any compute leaves no empty folder behind
+            out_dir.rmdir()
+        except OSError:
+            pass
         sys.exit(2)
     if summary and summary.get("status") == "complete":
         return summary["metrics"]["val_psnr"]
@@ -387,14 +392,17 @@ def precheck_output_roots(argv: list[str]) -> None:
             check_writable(value)
 
 
-def run_cli(module: str) -> None:
-    """``python -m <module>``: the output-root precheck, then ``<module>.main`` imported by name, so that
-    launchers that pickle the task (joblib, submitit) find it by reference in their workers (not in
-    ``__main__``)."""
+def run_cli(module: str, config_name: str = "train") -> None:
+    """``python -m <module>``: the output-root and override prechecks (one line for an unknown group
+    option or key), then ``<module>.main`` imported by name, so that launchers that pickle the task
+    (joblib, submitit) find it by reference in their workers (not in ``__main__``)."""
     import importlib
+
+    from numnet.config import check_overrides
 
     try:
         precheck_output_roots(sys.argv[1:])
+        check_overrides(sys.argv[1:], config_name)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -1,10 +1,15 @@
 """Every config composes and builds its model; invalid values fail before compute with a clear message."""
+import os
+from pathlib import Path
+
 import pytest
 from omegaconf import open_dict
 
 from numnet.config import ConfigError, choices, compose_config, validate
 from numnet.models import build_model
 from numnet.train import model_kwargs
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("model", choices("model"))
@@ -49,7 +54,7 @@ def test_profiles_match_the_paper_protocol():
         ("model.channels=0", "model.channels must be an integer >= 1"),
         ("activation.lam=-1", "activation.lam must be > 0"),
         ("activation.lam=0", "activation.lam must be > 0"),
-        ("profile.lr=0", "task.lr must be > 0"),
+        ("profile.lr=0", r"task\.lr\) must be > 0"),
         ("model.tau_init=3.0", r"model.tau_init must lie in \(0, 2/L\)"),
         ("threads=0", "threads must be an integer >= 1"),
     ],
@@ -73,3 +78,23 @@ def test_unknown_model_name_in_config_lists_choices():
         cfg.model.name = "densenet"
     with pytest.raises(ConfigError, match="resnet"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["activation=foo"], "activation=foo is unknown; choose one of ['charbonnier', 'perona_malik', 'relu']"),
+    (["profile=nonexistent"], "profile=nonexistent is unknown; choose one of"),
+    (["model.dpeth=3"], "unknown key model.dpeth (did you mean model.depth?)"),
+    (["lr=-1"], "unknown key lr (did you mean task.lr or profile.lr?)"),
+    (["profile.lr=-1", "logger=none"], "profile.lr (the Adam learning rate, task.lr) must be > 0, got -1"),
+])
+def test_cli_errors_are_one_line_and_leave_no_run_folder(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "numnet.train", f"output_root={tmp_path}", *args], cwd=REPO,
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, WANDB_MODE="disabled"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: {message}" or (r.stderr.strip().startswith("error: ") and message in r.stderr
+                                                       and r.stderr.strip().count("\n") == 0)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not (tmp_path / "adhoc" / "runs").exists() or not any((tmp_path / "adhoc" / "runs").iterdir())
