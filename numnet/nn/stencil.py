@@ -20,7 +20,7 @@ Normalisation (Sec. 3.3), two named rules (``normalisation=paper|provable``):
   states that this guarantees ``||K||_2 <= 1``; it does not: at a reflecting boundary the kernel
   ``(1, 0, 0)`` duplicates ``u_0`` and ``||K||_2 = sqrt(2)`` although its row sum is 1, and for
   ``C > 1`` the block-Gershgorin argument bounds eigenvalues, not singular values (random
-  16-channel kernels: ``||K||_2`` about 1.2; trained ones up to 3, see ``results/stability``).
+  16-channel kernels: ``||K||_2`` about 1.3; trained ones: ``results/stability``).
 * ``provable``: a bound that holds for every length ``n >= 3``. The Schur test
 
   .. math::
