@@ -21,7 +21,7 @@ STAMP := $(VENV)/.numnet-installed
 .PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
-	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) TORCH_SPEC=$(TORCH_SPEC))"
+	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) RESULTS=$(RESULTS) EXTRA='$(EXTRA)' PYTEST_ARGS='$(PYTEST_ARGS)' TORCH_SPEC=$(TORCH_SPEC))"
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
