@@ -16,7 +16,7 @@ import torch
 
 from numnet.data.signals import make_splits
 from numnet.metrics import psnr
-from numnet.models import MODELS, build_model
+from numnet.models import build_model, recorded_kwargs
 
 __all__ = ["load_model", "evaluate"]
 
@@ -41,10 +41,7 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
     if not isinstance(rec, dict) or rec.get("format") != WEIGHTS_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a numnet weights file (format {WEIGHTS_FORMAT})")
     try:
-        kwargs = dict(rec["kwargs"])
-        if getattr(MODELS.get(rec["model"]), "normalises", False):
-            kwargs.setdefault("normalisation", "provable")  # weights stored before the option: the provable rule
-        model = build_model(rec["model"], **kwargs)
+        model = build_model(rec["model"], **recorded_kwargs(rec["model"], rec["kwargs"]))
         model.load_state_dict(rec["state_dict"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"weights in {str(path)!r} do not fit the model: {exc}") from None

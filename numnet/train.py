@@ -267,11 +267,10 @@ def _is_multirun() -> bool:
 
 def run_identity(config: dict) -> dict:
     """What a run computes: the resolved config without the keys that only change how it runs or logs."""
-    from numnet.models import MODELS
+    from numnet.models import recorded_kwargs
 
-    model = {k: v for k, v in config.get("model", {}).items() if k != "fused"}
-    if getattr(MODELS.get(model.get("name")), "normalises", False):
-        model.setdefault("normalisation", "provable")  # runs recorded before the option: the provable rule
+    model = recorded_kwargs(config.get("model", {}).get("name"),
+                            {k: v for k, v in config.get("model", {}).items() if k != "fused"})
     if model.get("shared", True):
         model.pop("beta", None)  # Eq. (27) acts only on own weights per block
     profile = dict(config.get("profile") or {})

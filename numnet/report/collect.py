@@ -18,13 +18,11 @@ def normalisation_of(summary: dict) -> str | None:
     """The kernel normalisation rule of a run (Sec. 3.3): ``paper`` or ``provable``; summaries written
     before the option existed trained with the provable rule; ``None`` for models that do not normalise
     (ResNet) and for the classical filters."""
-    from numnet.models import MODELS
+    from numnet.models import recorded_kwargs
 
     model_cfg = (summary.get("config") or {}).get("model") or {}
-    cls = MODELS.get(summary.get("model", model_cfg.get("name")))
-    if cls is None or not cls.normalises:
-        return None
-    return summary.get("normalisation", model_cfg.get("normalisation", "provable"))
+    name = summary.get("model", model_cfg.get("name"))
+    return summary.get("normalisation") or recorded_kwargs(name, model_cfg).get("normalisation")
 
 
 def _row(path: Path, root: Path) -> dict:
