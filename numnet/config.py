@@ -123,6 +123,24 @@ def check_writable(folder: str | os.PathLike) -> None:
         raise ConfigError(f"output folder {str(folder)!r} cannot be written: {exc.strerror or exc}") from None
 
 
+def _groups() -> set[str]:
+    """The config groups (folders of ``configs/``)."""
+    return {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+
+
+def _first_line(exc: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line messages cut to their first line."""
+    return str(exc).strip().splitlines()[0]
+
+
+def _own_overrides(overrides) -> list:
+    """The parsed overrides that are not Hydra's own (``hydra...``: launchers, output folders) nor flags."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    own = [o for o in overrides if not o.startswith("-") and not o.lstrip("+~").startswith("hydra")]
+    return OverridesParser.create().parse_overrides(own)
+
+
 def sweep_grid_errors(experiment: str, profile: str, extra: list[str] = ()) -> list[str | None]:
     """Validate every grid point of ``experiment=<experiment>`` (its ``hydra.sweeper.params`` with the
     sweep overrides in ``extra``) under ``profile`` and the other ``extra`` overrides, before a sweep
@@ -132,7 +150,7 @@ def sweep_grid_errors(experiment: str, profile: str, extra: list[str] = ()) -> l
     import math
 
     import yaml
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -140,15 +158,13 @@ def sweep_grid_errors(experiment: str, profile: str, extra: list[str] = ()) -> l
                               "hydra.sweeper.params", default=None) or {}
     axes = [[f"{k}={v}" for v in str(vals).split(",")] for k, vals in params.items()]
     fixed = []
-    for o in OverridesParser.create().parse_overrides([e for e in extra if not e.lstrip("+~").startswith("hydra")]):
+    for o in _own_overrides(extra):
         if o.is_sweep_override():
             axes.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
         else:
             fixed.append(o.input_line)
-    from hydra import compose, initialize_config_dir
-
     # group choices (model=..., activation=...) need Hydra's composition; plain values are set on a copy
-    groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+    groups = _groups()
     group_axes = [a for a in axes if a[0].split("=", 1)[0].lstrip("+~") in groups]
     value_axes = [a for a in axes if a not in group_axes]
     register_resolvers()
@@ -158,7 +174,7 @@ def sweep_grid_errors(experiment: str, profile: str, extra: list[str] = ()) -> l
             try:
                 base = compose("train", overrides=[f"experiment={experiment}", f"profile={profile}", *fixed, *gpoint])
             except (HydraException, OmegaConfBaseException) as exc:
-                errors += [str(exc).strip().splitlines()[0]] * math.prod(len(a) for a in value_axes)
+                errors += [_first_line(exc)] * math.prod(len(a) for a in value_axes)
                 continue
             for vpoint in itertools.product(*value_axes):
                 try:
@@ -171,7 +187,7 @@ def sweep_grid_errors(experiment: str, profile: str, extra: list[str] = ()) -> l
                 except ConfigError as exc:
                     errors.append(str(exc))
                 except OmegaConfBaseException as exc:
-                    errors.append(str(exc).strip().splitlines()[0])
+                    errors.append(_first_line(exc))
     return errors
 
 
@@ -195,31 +211,30 @@ def check_overrides(overrides: list[str], config_name: str = "train") -> None:
     import difflib
 
     from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    own = [o for o in overrides if not o.startswith("-") and not o.lstrip("+~").startswith("hydra")]
     try:
-        parsed = OverridesParser.create().parse_overrides(own)
+        parsed = _own_overrides(overrides)
     except HydraException as exc:
-        raise ConfigError(str(exc).strip().splitlines()[0]) from None
-    groups = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+        raise ConfigError(_first_line(exc)) from None
+    groups = _groups()
     first = []  # the group choices (the first of a sweep) to compose the config with
     for o in parsed:
         key = o.key_or_group
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
         if key in groups and not o.is_delete():
+            known = choices(key)
             for v in values:
-                if v != "null" and v not in choices(key):
-                    raise ConfigError(f"{key}={v} is unknown; choose one of {choices(key)}")
+                if v != "null" and v not in known:
+                    raise ConfigError(f"{key}={v} is unknown; choose one of {known}")
             first.append(f"{o.get_key_element()}={values[0]}")
     register_resolvers()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=first)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(str(exc).strip().splitlines()[0]) from None
+        raise ConfigError(_first_line(exc)) from None
     keys = _flat_keys(cfg)
     for o in parsed:
         key = o.key_or_group

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "is_complete", "RunConflict",
-           "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "end_sweep"]
+           "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "end_sweep",
+           "RESUME_FILE"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -169,6 +170,9 @@ def launch_sweep(cmd: list[str], out: Path, settings: dict[str, Any], jobs: int,
         write_json_atomic(out / "PROVENANCE.json", prov)
     return rc, wall
 
+
+#: name of a run's resume checkpoint inside its folder (:mod:`numnet.tasks.checkpoint`)
+RESUME_FILE = "resume.ckpt"
 
 #: marker of a sweep that started and has not finished in a results folder (its settings and start)
 SWEEP_MARKER = ".sweep-in-progress.json"

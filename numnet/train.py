@@ -298,7 +298,7 @@ def execute_recorded(cfg: DictConfig, out_dir: Path, check, identity, train_fn, 
     """Check the config, skip a complete run (:func:`already_done`), train with ``train_fn`` and write
     ``summary.json`` atomically. A failure writes a ``failed`` summary with its reason; in a multirun
     the sweep goes on (the failed summary is returned), otherwise it is raised."""
-    from numnet.runinfo import provenance, write_json_atomic
+    from numnet.runinfo import RESUME_FILE, write_json_atomic
 
     summary_path = out_dir / "summary.json"
     check(cfg)
@@ -310,22 +310,15 @@ def execute_recorded(cfg: DictConfig, out_dir: Path, check, identity, train_fn, 
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised or reported
-        failed = {
-            "status": "failed",
-            "name": name,
-            "reason": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(limit=8),
-            "wall_s": round(time.perf_counter() - t0, 3),
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "provenance": provenance(),
-        }
+        failed = failed_summary(cfg, name, f"{type(exc).__name__}: {exc}", round(time.perf_counter() - t0, 3),
+                                traceback=traceback.format_exc(limit=8))
         write_json_atomic(summary_path, failed)
         if _is_multirun():
             print(f"[numnet] FAILED {name}: {failed['reason']}", file=sys.stderr, flush=True)
             return failed
         raise
     write_json_atomic(summary_path, summary)
-    (out_dir / "resume.ckpt").unlink(missing_ok=True)  # numnet.tasks.checkpoint: the run is complete
+    (out_dir / RESUME_FILE).unlink(missing_ok=True)  # the run is complete: nothing to resume
     print(describe(summary), flush=True)
     print(f"[numnet] run folder: {out_dir}", flush=True)
     return summary
@@ -368,17 +361,25 @@ def record_invalid(cfg: DictConfig, out_dir: Path, exc: Exception) -> None:
     """In a sweep, a run whose configuration is invalid leaves a ``failed`` summary with the reason, so
     that the sweep's table lists it and the sweep's exit status says so; a folder that holds a complete
     run (of another configuration) is left as it is."""
-    from numnet.runinfo import provenance, read_summary, write_json_atomic
+    from numnet.runinfo import read_summary, write_json_atomic
 
     path = out_dir / "summary.json"
     if (read_summary(path) or {}).get("status") == "complete":
         return
+    write_json_atomic(path, failed_summary(cfg, out_dir.name, f"ConfigError: {exc}", 0.0))
+
+
+def failed_summary(cfg: DictConfig, name: str, reason: str, wall_s: float, **extra) -> dict:
+    """The ``failed`` summary of a run: its name, the reason, wall time, config (unresolved where it
+    cannot be resolved) and provenance, plus ``extra`` (e.g. the traceback)."""
+    from numnet.runinfo import provenance
+
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - an unresolvable config is still recorded, unresolved
         config = OmegaConf.to_container(cfg, resolve=False)
-    write_json_atomic(path, {"status": "failed", "name": out_dir.name, "reason": f"ConfigError: {exc}",
-                             "wall_s": 0.0, "config": config, "provenance": provenance()})
+    return {"status": "failed", "name": name, "reason": reason, **extra, "wall_s": wall_s, "config": config,
+            "provenance": provenance()}
 
 
 def precheck_output_roots(argv: list[str]) -> None:

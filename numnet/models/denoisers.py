@@ -471,7 +471,4 @@ class FSINet(Denoiser1D):
                 "norm_K": spectral_norm(self.kernel(0))}
 
     condition = "tau L ||K||_2^2 <= 2 in every inner step (Eq. 14, 21)"
-
-    @torch.no_grad()
-    def condition_ratios(self, norms):
-        return [float(self.tau(i)) * self.lipschitz * k**2 / 2.0 for i, k in enumerate(norms)]
+    condition_ratios = SymResNet.condition_ratios  # the inner steps are the symmetric ResNet's (Eq. 14)

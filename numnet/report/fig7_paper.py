@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 
 from numnet.report.collect import collect  # noqa: E402
 from numnet.report.fig67 import PAPER_FIG7  # noqa: E402
+from numnet.runinfo import RESUME_FILE  # noqa: E402
 from numnet.report.sweep import (  # noqa: E402
     ACTS,
     CLASSICAL_OF,
@@ -35,15 +36,6 @@ __all__ = ["write_fig7_paper", "headline_rows", "TARGET_DB"]
 
 #: the gap to the paper's printed number that counts as reproduced (fixed in advance)
 TARGET_DB = 0.5
-
-
-def _histories(runs_dir: Path) -> dict[str, list[dict]]:
-    out = {}
-    for path in sorted(runs_dir.glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        if s.get("status") == "complete" and s.get("history"):
-            out[path.parent.name] = s["history"]
-    return out
 
 
 def headline_rows(folder: Path) -> list[dict]:
@@ -78,12 +70,12 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
     runs = collect(folder / "runs")
     if runs.empty:
         raise FileNotFoundError(f"no run summaries below {folder / 'runs'}: run the sweep first")
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*/summary.json"))}
     best_epoch, commit, patience, partial_wall, protocol = {}, {}, set(), {}, {}
-    for path in (folder / "runs").glob("*/summary.json"):
-        s = json.loads(path.read_text())
-        best_epoch[path.parent.name] = (s.get("metrics") or {}).get("best_epoch")
-        commit[path.parent.name] = str((s.get("provenance") or {}).get("git_commit", ""))[:12]
-        partial_wall[path.parent.name] = bool(s.get("resumed")) and s.get("wall_s_total") is None
+    for name, s in summaries.items():
+        best_epoch[name] = (s.get("metrics") or {}).get("best_epoch")
+        commit[name] = str((s.get("provenance") or {}).get("git_commit", ""))[:12]
+        partial_wall[name] = bool(s.get("resumed")) and s.get("wall_s_total") is None
         if s.get("model") != "classical" and s.get("status") == "complete":
             prof = (s.get("config") or {}).get("profile") or {}
             patience.add(prof.get("patience"))
@@ -129,13 +121,14 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
                 lines.append(f"| {LABELS[r.activation]} | {r.normalisation} | {r.test_psnr:.2f} | {cv:.2f} | "
                              f"{r.test_psnr - cv:+.2f} |")
         lines.append("")
-    waiting = [d.name for d in sorted((folder / "runs").iterdir()) if d.is_dir() and not (d / "summary.json").exists()]
+    waiting = [d.name for d in sorted((folder / "runs").iterdir()) if d.is_dir() and d.name not in summaries]
     if waiting:
         lines += ["## Runs not finished yet", "", *[f"- `{w}`" + (" (resume checkpoint present)" if (folder / "runs" / w /
-                  "resume.ckpt").exists() else "") for w in waiting], ""]
+                  RESUME_FILE).exists() else "") for w in waiting], ""]
     lines += classical_lines(ok) + failed_lines(runs)
     (folder / "table.md").write_text("\n".join(lines))
-    _curves(_histories(folder / "runs"), folder / "curves.png")
+    _curves({n: s["history"] for n, s in summaries.items() if s.get("status") == "complete" and s.get("history")},
+            folder / "curves.png")
     return runs
 
 

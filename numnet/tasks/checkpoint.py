@@ -19,10 +19,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume"]
+from numnet.runinfo import RESUME_FILE
 
-#: name of the resume checkpoint inside a run folder
-RESUME_FILE = "resume.ckpt"
+__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume"]
 
 
 class ResumeCheckpoint(pl.callbacks.Checkpoint):
