@@ -18,7 +18,7 @@ PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
+.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) RESULTS=$(RESULTS) EXTRA='$(EXTRA)' PYTEST_ARGS='$(PYTEST_ARGS)' TORCH_SPEC=$(TORCH_SPEC))"
@@ -51,6 +51,15 @@ reproduce-fig7: $(STAMP) ## Fig. 7 (16 channels) into results/fig7 (PROFILE=quic
 
 reproduce-fig7-paper: $(STAMP) ## Fig. 7's headline (SymResNet, 20 blocks, C = 16) under the paper's protocol, both normalisation rules, into results/fig7-paper (hours; resumes)
 	$(SWEEP) fig7-paper
+
+reproduce-fig5-paper: $(STAMP) ## Fig. 5 under the paper's protocol (profile paper: 3 seeds, early stop) into results/fig5-paper (hours; resumes)
+	$(SWEEP) fig5-paper
+
+reproduce-fig6-paper: $(STAMP) ## Fig. 6 under the paper's protocol (profile paper: 3 seeds, early stop) into results/fig6-paper (hours; resumes)
+	$(SWEEP) fig6-paper
+
+reproduce-early-stop: $(STAMP) ## what profile=paper's early stop costs: 8 runs of Figs. 5/6 for the full 2000 epochs into results/early-stop (about an hour; resumes)
+	$(SWEEP) early-stop
 
 reproduce-fig9: $(STAMP) ## Fig. 9 (EED inpainting: FMG net, U-net, single grid, CG) into results/fig9 (PROFILE=quick|paper)
 	$(PY) scripts/reproduce_fig9.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'

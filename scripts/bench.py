@@ -59,6 +59,27 @@ class NaiveSymResNet(torch.nn.Module):
         return u.mean(dim=1, keepdim=True) if net.channels > 1 else u
 
 
+class NaiveResNet(torch.nn.Module):
+    """The obvious ResNet (Eq. 6 with ``sigma_2 = Id``): per block ``F.pad`` + ``F.conv1d`` twice, the flux as
+    its formula; with own weights, Eq. (27)'s regulariser through autograd (:meth:`regulariser`)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        net, u = self.net, f
+        for k in range(net.depth):
+            i = net.idx(k)
+            lam = net.fluxes[i].lam if net.fluxes[i].has_contrast else None
+            s = apply_k_reference(u, net.w1[i]) + net.b1[i][:, None]
+            u = u + apply_k_reference(flux_function(net.activation)(s, lam), net.w2[i]) + net.b2[i][:, None]
+        return u
+
+    def regulariser(self):
+        return self.net.regulariser()
+
+
 def copy_bandwidth(mb: int = 512, repeats: int = 5) -> float:
     """Bytes read + written per second by ``copy_`` between two large tensors (best of ``repeats``)."""
     x = torch.empty(mb * 2**20 // 4)
@@ -88,6 +109,8 @@ def epoch_time(model: torch.nn.Module, data: torch.Tensor, signals: int, steps: 
         x = data[(i * BATCH) % (n - BATCH) : (i * BATCH) % (n - BATCH) + BATCH]
         if naive:
             loss = F.mse_loss(model(x), x)
+            reg = model.regulariser() if hasattr(model, "regulariser") else None
+            loss = loss if reg is None else loss + reg
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -240,6 +263,17 @@ def main(argv: list[str] | None = None) -> int:
                  "naive_epoch_s": round(t_naive, 4), "speedup": round(t_naive / t_num, 3),
                  "bound_epoch_s": round(traffic_bound(args.signals, 20, 16, bw), 4)})
     print(f"[bench] {rows[-1]}", flush=True)
+    # one-channel ResNet (Fig. 5: shared weights; Fig. 6: own weights with Eq. 27's regulariser, beta = 5)
+    for shared in (True, False):
+        torch.manual_seed(0)
+        net = build_model("resnet", depth=20, activation="perona_malik", shared=shared, beta=5.0)
+        t_num = epoch_time(net, data, args.signals, steps, **timing)
+        t_naive = epoch_time(NaiveResNet(net), data, args.signals, steps, naive=True, **timing)
+        rows.append({"case": f"resnet-c1-perona_malik-{'shared' if shared else 'own-beta5'}", "channels": 1,
+                     "numnet_epoch_s": round(t_num, 4), "naive_epoch_s": round(t_naive, 4),
+                     "speedup": round(t_naive / t_num, 3),
+                     "bound_epoch_s": round(2 * traffic_bound(args.signals, 20, 1, bw), 4)})
+        print(f"[bench] {rows[-1]}", flush=True)
     norm_ms = normalisation_cost(5 if args.quick else 21)
     print(f"[bench] normalisation of 20 16-channel kernel sets, forward + backward [ms]: {norm_ms}", flush=True)
     # short epochs (2000 signals) and the paper's (10000, the epoch of every row above); the csv row holds
@@ -281,15 +315,17 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         w.writerows(rows)
     lines = ["# Training speed benchmark", "",
-             f"`make bench` (scripts/bench.py). SymResNet, 20 blocks, batch {BATCH}, signals of length {N}; epoch = "
+             f"`make bench` (scripts/bench.py). 20 blocks, batch {BATCH}, signals of length {N}; epoch = "
              f"forward + backward + Adam over {args.signals} signals, extrapolated from the median of {REPEATS} repeats "
              f"of at least {steps} timed steps and {MIN_TIMED_S} s each, after 3 warm-up steps; {args.threads} torch "
              "thread(s). Naive baseline: eager `F.pad` + `F.conv1d` per block "
-             "(same numerics) with the default `torch.optim.Adam`; numnet runs the training step its training runs "
-             "(`numnet.tasks.denoising.train_step`: for one channel the compiled forward + MSE + backward of "
-             "`FusedStep`, then torch's fused Adam; for 16 channels autograd). Bound: 20 bytes per element and "
-             "block (forward reads u, writes u'; backward reads u "
-             f"and the incoming gradient, writes the outgoing one) at the measured copy bandwidth {bw / 1e9:.2f} GB/s.",
+             "(same numerics; with own weights the Eq. (27) regulariser through autograd) with the default "
+             "`torch.optim.Adam`; numnet runs the training step its training runs "
+             "(`numnet.tasks.denoising.train_step`: for one channel the compiled forward + MSE + regulariser + backward "
+             "of `FusedStep` / `FusedResNetStep`, then torch's fused Adam; for 16 channels autograd). Bound: 20 bytes "
+             "per element and block (forward reads u, writes u'; backward reads u "
+             f"and the incoming gradient, writes the outgoing one; twice that for ResNet's two convolutions) at the measured "
+             f"copy bandwidth {bw / 1e9:.2f} GB/s.",
              "", "| case | numnet epoch [s] | naive epoch [s] | naive / numnet | traffic bound [s] | numnet / bound |",
              "|---|---|---|---|---|---|"]
     for r in rows[:-1]:
@@ -321,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
               "| architecture | epoch time per block, 10000 signals [s] |", "|---|---|"]
     lines += [f"| {a} | {v:.3f} |" for a, v in per_block.items()]
     lines += ["", f"Depths {depths}, 3 activations, {epochs} epochs (the paper's maximum; no early stop), {seeds} seeds, "
-              f"{jobs} parallel jobs: about **{paper_estimate_h:.0f} hours** of wall time on this machine. Only the "
-              "symmetric ResNet, Du Fort-Frankel and FSI have the fused step; ResNet runs eagerly. The default "
-              "profile's measured wall time is `sweep_wall_s` in `results/fig5/PROVENANCE.json`."]
+              f"{jobs} parallel jobs: about **{paper_estimate_h:.0f} hours** of wall time on this machine; the "
+              "profile's early stop shortens that (`results/fig5-paper/PROVENANCE.json` holds the measured wall time). "
+              "Every architecture has the fused one-channel step. The default profile's measured wall time is "
+              "`sweep_wall_s` in `results/fig5/PROVENANCE.json`."]
     lines.append("")
     prov = {"artefact": "bench", **provenance(), "wall_s": round(time.perf_counter() - t0, 1),
             "bandwidth_GBps": round(bw / 1e9, 3), "quick": args.quick}

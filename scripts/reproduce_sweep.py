@@ -26,14 +26,18 @@ from numnet.classical import run_classical
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, sweep_grid_errors
 from numnet.report.fig5 import write_fig5
 from numnet.report.fig67 import write_fig6, write_fig7
+from numnet.report.early_stop import write_early_stop
 from numnet.report.fig7_paper import write_fig7_paper
 from numnet.runinfo import begin_sweep, end_sweep, launch_sweep
 
 
 #: artefact -> (experiment config, report writer, default profile: for figs 5-7 the one whose sweep fits about
-#: 30 minutes on 2 cores, seeds: None for the profile's)
+#: 30 minutes on 2 cores, seeds: None for the profile's). ``<fig>-paper``: the same grid under the paper's protocol
+#: (Sec. 7.1.1, ``profile=paper``) in its own folder, beside the reduced profile's results.
 ARTEFACTS = {"fig5": ("fig5", write_fig5, "quick", None), "fig6": ("fig6", write_fig6, "quick", None),
-             "fig7": ("fig7", write_fig7, "quick16", None), "fig7-paper": ("fig7_paper", write_fig7_paper, "paper", [0])}
+             "fig7": ("fig7", write_fig7, "quick16", None), "fig7-paper": ("fig7_paper", write_fig7_paper, "paper", [0]),
+             "fig5-paper": ("fig5", write_fig5, "paper", None), "fig6-paper": ("fig6", write_fig6, "paper", None),
+             "early-stop": ("early_stop", write_early_stop, "paper", [0])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = ["-m", "numnet.train", "-m", f"experiment={experiment}", f"profile={args.profile}", f"seed={seeds}",
            f"logger={args.logger}", f"threads={args.threads}", "trainer.progress_bar=false",
            f"results_root={args.results}"]
+    if art != experiment.replace("_", "-"):  # an experiment's grid run as another artefact: its own folder
+        cmd += [f"artefact={art}", f"hydra.sweep.dir={out / 'runs'}"]
     settings = {"artefact": art, "profile": args.profile,
                 "dataset": {"n_train": prof.n_train, "n_val": prof.n_val, "n_test": prof.n_test},
                 "epochs": prof.max_epochs, "batch_size": prof.batch_size, "lr": prof.lr,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from numnet.data.signals import TensorBatches, make_splits
-from numnet.models import DuFortFrankelNet, FSINet, SymResNet
+from numnet.models import DuFortFrankelNet, FSINet, ResNet, SymResNet
 from numnet.nn.fused import HAVE_NUMBA
 from numnet.tasks.denoising import DenoisingTask
 
@@ -142,21 +142,88 @@ def test_fused_mse_step_equals_autograd(cls, act, shared, dtype, tol, rule, gen)
         assert float((q.grad - 1).abs().max()) > 0, name  # every parameter receives a gradient
 
 
-def test_fused_step_only_where_it_applies():
-    from numnet.models import ResNet
+@pytest.mark.parametrize("act", ["linear", "relu", "charbonnier", "perona_malik"])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-11), (torch.float32, 2e-5)])
+def test_fused_resnet_step_equals_autograd(act, shared, dtype, tol, gen):
+    """The ResNet's fused training step (Eq. 6 chained, biases and lambda included) gives autograd's loss
+    and gradients through the eager blocks, added to the gradients already there."""
+    torch.manual_seed(6)
+    fused = ResNet(depth=5, activation=act, shared=shared, lam=8.0).to(dtype)
+    with torch.no_grad():
+        for p in fused.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=dtype))
+    eager = copy.deepcopy(fused)
+    eager.fused = False
+    f = 40 * torch.randn(6, 1, 29, generator=gen, dtype=dtype)
+    target = 40 * torch.randn(6, 1, 29, generator=gen, dtype=dtype)
+    for net in (fused, eager):
+        for p in net.parameters():
+            p.grad = torch.ones_like(p)
+    value = fused.fused_mse_step(f, target)
+    assert eager.fused_mse_step(f, target) is None
+    reference = torch.nn.functional.mse_loss(eager(f), target)
+    reference.backward()
+    reference = reference.detach()
+    assert abs(value - float(reference)) <= tol * float(reference)
+    for (name, p), q in zip(fused.named_parameters(), eager.parameters()):
+        scale = float(q.grad.abs().max())
+        assert float((p.grad - q.grad).abs().max()) <= 50 * tol * scale, name
+        assert float((q.grad - 1).abs().max()) > 0, name
+    fused.fused_mse_step(f, target, accumulate=False)  # written over: autograd's gradients alone
+    eager.zero_grad()
+    torch.nn.functional.mse_loss(eager(f), target).backward()
+    for (name, p), q in zip(fused.named_parameters(), eager.parameters()):
+        assert float((p.grad - q.grad).abs().max()) <= 50 * tol * float(q.grad.abs().max()), name
 
+
+@pytest.mark.parametrize("cls", [ResNet, SymResNet, DuFortFrankelNet, FSINet],
+                         ids=["resnet", "symresnet", "dufort_frankel", "fsi"])
+@pytest.mark.parametrize("act", ["relu", "perona_malik"])
+@pytest.mark.parametrize("rule", ["paper", "provable"])
+def test_fused_step_adds_the_regulariser_gradient(cls, act, rule, gen):
+    """With own weights and ``beta > 0`` the fused step's gradients are autograd's of MSE + Eq. (27)
+    (normalised kernels and log lambda tied, the time steps held fixed), and differ from the MSE's alone."""
+    if cls is ResNet and rule == "provable":
+        pytest.skip("ResNet kernels are not normalised")
+    torch.manual_seed(7)
+    kw = {} if cls is ResNet else {"normalisation": rule}
+    fused = cls(depth=5, activation=act, shared=False, beta=3.0, lam=8.0, **kw).to(torch.float64)
+    with torch.no_grad():
+        for p in fused.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    eager = copy.deepcopy(fused)
+    eager.fused = False
+    f = 40 * torch.randn(4, 1, 23, generator=gen, dtype=torch.float64)
+    target = 40 * torch.randn(4, 1, 23, generator=gen, dtype=torch.float64)
+    value = fused.fused_mse_step(f, target, accumulate=False)
+    mse = torch.nn.functional.mse_loss(eager(f), target)
+    mse_grads = torch.autograd.grad(mse, list(eager.parameters()), retain_graph=True)
+    (mse + eager.regulariser()).backward()
+    assert value == pytest.approx(float(mse.detach()), rel=1e-12)
+    moved = 0
+    for (name, p), q, m in zip(fused.named_parameters(), eager.parameters(), mse_grads):
+        assert float((p.grad - q.grad).abs().max()) <= 1e-9 * float(q.grad.abs().max()), (name, float((p.grad - q.grad).abs().max()))
+        moved += float((q.grad - m).abs().max()) > 1e-6
+    assert moved >= 1  # the regulariser changes the gradient (kernels at least)
+
+
+def test_fused_step_only_where_it_applies():
     f = torch.zeros(2, 1, 16)
     assert SymResNet(depth=2, channels=4).fused_mse_step(f, f) is None
     assert SymResNet(depth=2, fused=False).fused_mse_step(f, f) is None
-    assert ResNet(depth=2).fused_mse_step(f, f) is None
+    assert ResNet(depth=2, channels=4).fused_mse_step(f, f) is None
+    assert ResNet(depth=2, fused=False).fused_mse_step(f, f) is None
+    assert not ResNet(depth=2).uses_fused(f)  # the forward pass stays eager; training is fused
     assert SymResNet(depth=2).fused_mse_step(f, torch.zeros(2, 1, 15)) is None
     assert SymResNet(depth=2).fused_mse_step(f, f) == 0.0
 
 
-@pytest.mark.parametrize("cls", [SymResNet, DuFortFrankelNet, FSINet], ids=["symresnet", "dufort_frankel", "fsi"])
+@pytest.mark.parametrize("cls", [ResNet, SymResNet, DuFortFrankelNet, FSINet],
+                         ids=["resnet", "symresnet", "dufort_frankel", "fsi"])
 def test_training_steps_equal_with_and_without_the_fused_step(cls):
     """``train_step`` with the fused step and with autograd: the same parameters after several Adam
-    steps, including the smoothness regulariser of Eq. (27) that the fused step leaves to autograd."""
+    steps, including the smoothness regulariser of Eq. (27), whose gradient the fused step adds itself."""
     from numnet.tasks.denoising import train_step
 
     params, losses = [], []

@@ -150,3 +150,14 @@ def test_fig7_paper_report_holds_the_papers_rule_to_the_target_and_lists_unfinis
     rows = [line for line in build_report(tmp_path).splitlines() if line.startswith("| Fig. 7, paper's protocol |")]
     assert len(rows) == 3 and sum("| yes (gap -0.18 dB" in r for r in rows) == 1
     assert any("another model" in r for r in rows)
+
+
+def test_early_stop_replay_stops_where_the_task_stops():
+    """The replay of a validation history stops at the first validation that is ``patience`` epochs past the
+    best one and keeps that best; without running out of patience it ends with the history."""
+    from numnet.report.early_stop import replay
+
+    hist = [{"epoch": e, "val_psnr": v} for e, v in [(9, 30.0), (19, 31.0), (29, 30.5), (39, 30.9), (49, 31.5)]]
+    assert replay(hist, 20) == (39, 31.0, 19)
+    assert replay(hist, 30) == (49, 31.5, 49)
+    assert replay(hist, 0) == (49, 31.5, 49)

@@ -150,11 +150,16 @@ class Denoiser1D(nn.Module):
         """Per-set values (first dimension ``n_sets``) repeated for the blocks that use them."""
         return x.expand(self.depth, *x.shape[1:]) if self.shared else x
 
-    def uses_fused(self, f: torch.Tensor) -> bool:
+    def _fused_applies(self, f: torch.Tensor) -> bool:
+        """Whether the compiled CPU kernels can take ``f``: ``fused`` set, numba present, one channel, a CPU
+        signal of length >= 3."""
         from numnet.nn.fused import HAVE_NUMBA
 
-        return (self.fused and HAVE_NUMBA and self.channels == 1 and f.device.type == "cpu" and f.shape[-1] >= 3
-                and type(self).fused_coefficients is not Denoiser1D.fused_coefficients)
+        return self.fused and HAVE_NUMBA and self.channels == 1 and f.device.type == "cpu" and f.shape[-1] >= 3
+
+    def uses_fused(self, f: torch.Tensor) -> bool:
+        """Whether the forward pass runs in the fused two-step kernel (architectures with coefficients)."""
+        return self._fused_applies(f) and type(self).fused_coefficients is not Denoiser1D.fused_coefficients
 
     def _fused_forward(self, f: torch.Tensor) -> torch.Tensor:
         from numnet.nn.fused import fused_two_step
@@ -175,13 +180,14 @@ class Denoiser1D(nn.Module):
         return idx
 
     def fused_mse_step(self, f: torch.Tensor, target: torch.Tensor, accumulate: bool = True) -> float | None:
-        """Mean squared error of the network on ``f`` against ``target``, with its gradient added to the
-        ``.grad`` of every trainable parameter (written over it unless ``accumulate``), in one compiled
-        call (forward, loss and backward per signal; :class:`numnet.nn.fused.FusedStep`). The same
-        numbers as ``F.mse_loss(self(f), target).backward()`` up to rounding, without the autograd
-        graph. Returns the loss value, or ``None`` where the fused step does not apply (the caller then
+        """Mean squared error of the network on ``f`` against ``target``, with the gradient of the MSE plus
+        the regulariser of Eq. (27) (:meth:`regulariser`, where it acts) added to the ``.grad`` of every
+        trainable parameter (written over it unless ``accumulate``), in one compiled call (forward, loss
+        and backward per signal; :class:`numnet.nn.fused.FusedStep`). The same numbers as
+        ``(F.mse_loss(self(f), target) + self.regulariser()).backward()`` up to rounding, without the
+        autograd graph. Returns the loss value, or ``None`` where the fused step does not apply (the caller then
         takes the autograd path)."""
-        if self.fused_arch is None or not self.uses_fused(f) or target.shape != f.shape:
+        if self.fused_arch is None or not self._fused_applies(f) or target.shape != f.shape:
             return None
         step = self.__dict__.get("_fused_step")
         if step is None or not step.valid():
@@ -201,7 +207,7 @@ class Denoiser1D(nn.Module):
         if covered != {id(p) for p in self.parameters() if p.requires_grad}:
             return None  # a parameter the fused step does not know: autograd
         return FusedStep(self.w, self.tau_raw, alpha, lams, idx, self._alpha_index(idx), self.activation,
-                         self.fused_arch, self.lipschitz, self.normalisation)
+                         self.fused_arch, self.lipschitz, self.normalisation, self.regulariser_weight())
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -232,6 +238,10 @@ class Denoiser1D(nn.Module):
         """Time step ``tau_k`` of each block in Eq. (27): the block's own (learned) step, held fixed
         in the regulariser so that it does not act on the numerical parameters."""
         return self.tau(slice(None)).detach()
+
+    def regulariser_weight(self) -> float:
+        """``beta`` where Eq. (27) acts (own weights, ``beta > 0``, two blocks or more), else 0."""
+        return 0.0 if self.shared or self.depth < 2 else self.beta
 
     def regulariser(self) -> torch.Tensor | None:
         """Eq. (27): ``beta sum_k tau_k ||(theta^k - theta^{k-1}) / tau_k||^2`` over the blocks ``k = 1..K-1``;
@@ -284,9 +294,12 @@ class ResNet(Denoiser1D):
 
     name = "resnet"
     normalises = False
+    fused_arch = "resnet"
 
-    def __init__(self, depth: int, **kw) -> None:
+    def __init__(self, depth: int, fused: bool = True, **kw) -> None:
         super().__init__(depth, **kw)
+        #: train with the compiled one-channel CPU step (:mod:`numnet.nn.fused_resnet`); same numbers as eager
+        self.fused = bool(fused)
         self.w1 = self._kernels()
         self.w2 = self._kernels()
         self.b1 = nn.Parameter(torch.zeros(self.n_sets, self.channels))
@@ -303,7 +316,7 @@ class ResNet(Denoiser1D):
 
     def regulariser_steps(self):
         """No time step is learned: ``tau = 1 / depth`` (Sec. 7.1.4)."""
-        return torch.full((self.depth,), 1.0 / self.depth)
+        return torch.full((self.depth,), 1.0 / self.depth, dtype=self.w1.dtype)
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
@@ -311,6 +324,16 @@ class ResNet(Denoiser1D):
 
     def weights(self, i):
         return {"w1": self.w1[i], "b1": self.b1[i], "w2": self.w2[i], "b2": self.b2[i], "act": self.fluxes[i]}
+
+    def _build_fused_step(self):
+        from numnet.nn.fused_resnet import FusedResNetStep
+
+        lams = [fl.log_lam for fl in self.fluxes] if self.fluxes[0].has_contrast else None
+        own = [self.w1, self.w2, self.b1, self.b2, *(lams or [])]
+        if not all(p.requires_grad for p in own) or len(own) != len(list(self.parameters())):
+            return None  # a frozen parameter or one the fused step does not know: autograd
+        return FusedResNetStep(self.w1, self.w2, self.b1, self.b2, lams, self._block_sets(), self.activation,
+                               self.regulariser_weight())
 
     def step(self, k, u, u_prev, p):
         return resnet_step(u, p["w1"], p["b1"], p["w2"], p["b2"], p["act"])

@@ -279,13 +279,26 @@ if HAVE_NUMBA:
             g[i] += g2[i]
 
     @_jit
-    def _kernel_grads(w, idx, nu, coef_b, acc, g_w, rule):
-        """Gradient w.r.t. the raw kernel sets from the tap sums ``acc[:, 4:7]``, into ``g_w`` (S, 3)."""
-        g_kern = np.zeros((w.shape[0], 3))
+    def _kernel_grads(w, idx, nu, coef_b, acc, g_w, rule, g_kern):
+        """Gradient w.r.t. the raw kernel sets from the tap sums ``acc[:, 4:7]``, into ``g_w`` (S, 3);
+        ``g_kern`` (S, 3) holds a gradient w.r.t. the normalised kernels to add (zeros: none)."""
         for d in range(idx.shape[0]):
             for t in range(3):
                 g_kern[idx[d], t] -= coef_b[d] * acc[d, 4 + t]
         _normalise_backward(w, nu, g_kern, g_w, rule)
+
+    @_jit
+    def _smooth(theta, g, weight):
+        """Eq. (27)'s sum ``sum_{k >= 1} weight_k ||theta_k - theta_{k-1}||^2`` over the rows of ``theta``
+        (S, P); its gradient is added to ``g`` (S, P)."""
+        value = 0.0
+        for k in range(1, theta.shape[0]):
+            for p in range(theta.shape[1]):
+                diff = float(theta[k, p]) - float(theta[k - 1, p])
+                value += weight[k] * diff * diff
+                g[k, p] += 2.0 * weight[k] * diff
+                g[k - 1, p] -= 2.0 * weight[k] * diff
+        return value
 
     @_jit
     def _backward(states, w, idx, kern, nu, coef_a, coef_b, coef_c, lam, grad_out, code, rule):
@@ -306,7 +319,7 @@ if HAVE_NUMBA:
             _signal_backward(states[b], g, g2, kd, ph, kern, coef_a, coef_b, coef_c, lam, acc, one, code)
             grad_in[b] = g
         g_w = np.empty_like(w)
-        _kernel_grads(w, idx, nu, coef_b, acc, g_w, rule)
+        _kernel_grads(w, idx, nu, coef_b, acc, g_w, rule, np.zeros((w.shape[0], 3)))
         g_a = np.empty_like(coef_a)
         g_b = np.empty_like(coef_b)
         g_c = np.empty_like(coef_c)
@@ -329,13 +342,13 @@ if HAVE_NUMBA:
 
     @_jit
     def _coefficients(arch, lip, idx, aidx, t_raw, a_raw, log_lam, has_lam):
-        """Block coefficients ``(a, b, c, lambda)`` (D, 4) from the raw parameters, and their derivatives
+        """Block coefficients ``(a, b, c, lambda, tau)`` (D, 5) from the raw parameters, and their derivatives
         ``(da, db, dc)/dt_raw`` and ``(da, db, dc)/da_raw`` (D, 6); block ``d`` uses ``t_raw[idx[d]]``,
         ``a_raw[aidx[d]]`` and ``log_lam[idx[d]]``. ``arch``: 0 symmetric ResNet, ``tau = (2/L) sigmoid(t)``
         (Eq. 14); 1 Du Fort--Frankel, ``tau = softplus(t)``, ``alpha = L/4 + softplus(r)`` (Eq. 20, 56);
         2 FSI, ``tau = (2/L) sigmoid(t)``, ``alpha = 2 sigmoid(r)`` (Eq. 21)."""
         depth = idx.shape[0]
-        coef = np.zeros((depth, 4))
+        coef = np.zeros((depth, 5))
         jac = np.zeros((depth, 6))
         for d in range(depth):
             t = float(t_raw[idx[d]])
@@ -343,7 +356,7 @@ if HAVE_NUMBA:
             if arch == 0:
                 st = _sigmoid(t)
                 tau = 2.0 / lip * st
-                coef[d, 0], coef[d, 1], coef[d, 2] = 1.0, tau, 0.0
+                coef[d, 0], coef[d, 1], coef[d, 2], coef[d, 4] = 1.0, tau, 0.0, tau
                 jac[d, 1] = tau * (1.0 - st)
             elif arch == 1:
                 r = float(a_raw[aidx[d]])
@@ -352,6 +365,7 @@ if HAVE_NUMBA:
                 p = tau * alpha
                 den = 1.0 + 2.0 * p
                 coef[d, 0], coef[d, 1], coef[d, 2] = 4.0 * p / den, 2.0 * tau / den, (1.0 - 2.0 * p) / den
+                coef[d, 4] = tau
                 dtau, dalpha = _sigmoid(t), _sigmoid(r)
                 inv2 = 1.0 / (den * den)
                 # d/dp of 4p/den and (1-2p)/den: +-4/den^2; b = 2 tau/den: db/dtau = 2/den^2, db/dalpha = -4 tau^2/den^2
@@ -366,7 +380,7 @@ if HAVE_NUMBA:
                 tau = 2.0 / lip * st
                 sa = _sigmoid(float(a_raw[aidx[d]]))
                 alpha = 2.0 * sa
-                coef[d, 0], coef[d, 1], coef[d, 2] = alpha, alpha * tau, 1.0 - alpha
+                coef[d, 0], coef[d, 1], coef[d, 2], coef[d, 4] = alpha, alpha * tau, 1.0 - alpha, tau
                 dal = alpha * (1.0 - sa)
                 jac[d, 1] = alpha * tau * (1.0 - st)
                 jac[d, 3] = dal
@@ -375,13 +389,15 @@ if HAVE_NUMBA:
         return coef, jac
 
     @_jit
-    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, arch, lip, code, rule, g_w, g_t, g_a, g_l,
-                   accumulate):
+    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, arch, lip, code, rule, beta, g_w, g_t, g_a,
+                   g_l, accumulate):
         """One training step's loss and gradients without a graph: ``sum (net(x) - y)^2`` and the gradients
         of the mean ``sum / x.size`` w.r.t. the raw kernels ``w`` (S, 3), ``t_raw``, ``a_raw`` and ``log_lam``,
-        added to ``g_w``, ``g_t``, ``g_a`` and ``g_l`` (written over them unless ``accumulate``); returns the mean. Each signal runs forward
-        through all blocks and straight back while its states sit in the cache; the coefficient maps of
-        :func:`_coefficients` are chained by hand."""
+        added to ``g_w``, ``g_t``, ``g_a`` and ``g_l`` (written over them unless ``accumulate``); returns the
+        mean. With ``beta > 0`` (own weights per block, ``S = D``) the gradient of Eq. (27)'s regulariser
+        ``beta sum_k ||theta_k - theta_{k-1}||^2 / tau_k`` (normalised kernels and log lambda; ``tau``
+        held fixed) is added too. Each signal runs forward through all blocks and straight back while its
+        states sit in the cache; the coefficient maps of :func:`_coefficients` are chained by hand."""
         rows, n = x.shape
         depth = idx.shape[0]
         dt = x.dtype
@@ -416,7 +432,14 @@ if HAVE_NUMBA:
             g_a[:] = 0
             g_l[:] = 0
         gk = np.empty((w.shape[0], 3), dtype=g_w.dtype)
-        _kernel_grads(w, idx, nu, cb, acc, gk, rule)
+        g_kern = np.zeros((w.shape[0], 3))
+        g_reg = np.zeros((depth, 1))
+        if beta > 0:  # Eq. (27): blocks and weight sets coincide (own weights)
+            weight = beta / coef[:, 4]
+            _smooth(kern, g_kern, weight)
+            if has_lam:
+                _smooth(log_lam.reshape(depth, 1), g_reg, weight)
+        _kernel_grads(w, idx, nu, cb, acc, gk, rule, g_kern)
         for j in range(w.shape[0]):
             for t in range(3):
                 g_w[j, t] += gk[j, t]
@@ -426,7 +449,7 @@ if HAVE_NUMBA:
             if arch != 0:
                 g_a[aidx[d]] += ga * jac[d, 3] + gb * jac[d, 4] + gc * jac[d, 5]
             if has_lam:
-                g_l[idx[d]] += coef[d, 1] * acc[d, 3] * coef[d, 3]  # dL/dlambda * dlambda/dlog_lambda
+                g_l[idx[d]] += coef[d, 1] * acc[d, 3] * coef[d, 3] + g_reg[d, 0]  # dL/dlambda dlambda/dlog_lambda
         return sq / (rows * n)
 
     @_jit
@@ -498,12 +521,13 @@ class FusedStep:
     autograd graph. The parameters: the kernel sets ``w`` (S, ..., 3) and time-step parameters
     ``t_raw`` (S,) indexed by ``idx`` (D,), the extrapolation parameters ``a_raw`` indexed by ``aidx``
     (``None`` for the symmetric ResNet) and the contrast parameters ``log_lams`` (one 0-d tensor per
-    set; ``None`` for fluxes without one). NumPy views of the parameters and of their ``.grad`` are
-    made once (each torch call costs microseconds, and a step is a few hundred); :meth:`valid` tells
-    when a tensor was replaced (``zero_grad(set_to_none=True)``, ``.to()``) and the views are stale."""
+    set; ``None`` for fluxes without one). ``beta > 0`` (own weights) adds the gradient of Eq. (27)'s
+    regulariser. NumPy views of the parameters and of their ``.grad`` are made once (each torch call
+    costs microseconds, and a step is a few hundred); :meth:`valid` tells when a tensor was replaced
+    (``zero_grad(set_to_none=True)``, ``.to()``) and the views are stale."""
 
     def __init__(self, w, t_raw, a_raw, log_lams, idx, aidx, activation: str, arch: str, lipschitz: float,
-                 normalisation: str = "paper") -> None:
+                 normalisation: str = "paper", beta: float = 0.0) -> None:
         if not HAVE_NUMBA:
             raise RuntimeError("the fused kernel needs numba")
         self.tensors = [w, t_raw] + ([] if a_raw is None else [a_raw]) + list(log_lams or [])
@@ -514,7 +538,10 @@ class FusedStep:
         grad = lambda p: p.grad.numpy() if p.requires_grad else np.zeros(tuple(p.shape), dtype=p.detach().numpy().dtype)
         none = np.zeros(1, dtype=w.detach().numpy().dtype)
         self.idx, self.aidx = idx, aidx
-        self.codes = (ARCH_CODES[arch], float(lipschitz), FLUX_CODES[activation], NORM_CODES[normalisation])
+        if beta > 0 and (w.shape[0] != len(idx) or len(idx) < 2):
+            raise ValueError("Eq. (27)'s regulariser needs own weights per block and at least two blocks")
+        self.codes = (ARCH_CODES[arch], float(lipschitz), FLUX_CODES[activation], NORM_CODES[normalisation],
+                      float(beta))
         self.w, self.g_w = w.detach().numpy().reshape(-1, 3), grad(w).reshape(-1, 3)
         self.t, self.g_t = t_raw.detach().numpy(), grad(t_raw)
         self.a, self.g_a = (none, none.copy()) if a_raw is None else (a_raw.detach().numpy(), grad(a_raw))

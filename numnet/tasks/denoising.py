@@ -26,20 +26,18 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
                backward=None) -> float | torch.Tensor:
     """One Adam step on the minibatch ``(x, y)`` with the MSE loss plus the model's regulariser (Eq. 27)
     where it has one; returns the MSE. Where the model has a fused step (``fused_mse_step``: one
-    compiled call for forward, loss and backward of a one-channel network on the CPU) it is used and
-    the MSE is a float; otherwise autograd runs and the MSE is a detached tensor (no host read).
+    compiled call for forward, loss, regulariser and backward of a one-channel network on the CPU) it
+    is used and the MSE is a float; otherwise autograd runs and the MSE is a detached tensor (no host read).
     ``backward``: how to run backward (``LightningModule.manual_backward``; default ``Tensor.backward``)."""
     backward = backward or torch.Tensor.backward
     fused = getattr(model, "fused_mse_step", None)
-    loss = fused(x, y, accumulate=False) if fused is not None else None  # sets every gradient
-    reg = model.regulariser() if hasattr(model, "regulariser") else None
+    loss = fused(x, y, accumulate=False) if fused is not None else None  # sets every gradient, Eq. (27) included
     if loss is None:
+        reg = model.regulariser() if hasattr(model, "regulariser") else None
         opt.zero_grad(set_to_none=True)
         mse = F.mse_loss(model(x), y)
         backward(mse if reg is None else mse + reg)
         loss = mse.detach()
-    elif reg is not None:
-        backward(reg)  # adds to the gradients the fused step wrote
     opt.step()
     return loss
 
