@@ -10,6 +10,7 @@ THREADS    ?= 1
 LOGGER     ?= wandb
 RESULTS    ?= results
 EXTRA      ?=
+ENGINE     ?= runs
 PYTEST_ARGS ?=
 
 PY    := $(VENV)/bin/python
@@ -21,7 +22,7 @@ STAMP := $(VENV)/.numnet-installed
 .PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
-	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) RESULTS=$(RESULTS) EXTRA='$(EXTRA)' PYTEST_ARGS='$(PYTEST_ARGS)' TORCH_SPEC=$(TORCH_SPEC))"
+	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) RESULTS=$(RESULTS) EXTRA='$(EXTRA)' ENGINE=$(ENGINE) PYTEST_ARGS='$(PYTEST_ARGS)' TORCH_SPEC=$(TORCH_SPEC))"
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
@@ -38,7 +39,7 @@ install: ## (re)create the environment; TORCH_SPEC=... picks another torch build
 test: $(STAMP) ## run the test suite (a few minutes on 2 cores)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-SWEEP = $(PY) scripts/reproduce_sweep.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
+SWEEP = $(PY) scripts/reproduce_sweep.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)' --engine $(ENGINE)
 
 reproduce-fig5: $(STAMP) ## Fig. 5 into results/fig5 (PROFILE=quick|paper, JOBS, THREADS, LOGGER)
 	$(SWEEP) fig5

@@ -138,9 +138,10 @@ def is_complete(path: str | os.PathLike, identity: Callable[[dict], Any] | None 
 
 
 def launch_sweep(cmd: list[str], out: Path, settings: dict[str, Any], jobs: int, tag: str,
-                 extra: list[str] = (), since: float | None = None) -> tuple[int, float]:
-    """Run the Hydra multirun ``python cmd`` (joblib launcher for ``jobs > 1``, then the user's ``extra``
-    overrides, which win) whose runs land in
+                 extra: list[str] = (), since: float | None = None, engine: str = "runs") -> tuple[int, float]:
+    """Run the Hydra multirun ``python cmd`` (``engine="runs"``: one process per run, joblib launcher for
+    ``jobs > 1``; ``engine="packed"``: the packed launcher, :mod:`numnet.packing`, ``jobs`` packs at once;
+    then the user's ``extra`` overrides, which win) whose runs land in
     ``out/runs``, then record ``out/PROVENANCE.json``: ``settings`` plus commit, machine, start, wall
     time, exit code, command and the number of runs written. A rerun that wrote nothing keeps the
     record of the sweep that made the runs; a partial rerun keeps it under ``previous``.
@@ -151,7 +152,13 @@ def launch_sweep(cmd: list[str], out: Path, settings: dict[str, Any], jobs: int,
     import sys
     import time
 
-    cmd = list(cmd) + (["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []) + list(extra)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    if engine == "packed":
+        launcher = ["hydra/launcher=packed", f"hydra.launcher.n_jobs={jobs}"]
+    else:
+        launcher = ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"] if jobs > 1 else []
+    cmd = list(cmd) + launcher + list(extra)
     t_start = time.time() if since is None else since
     started = datetime.fromtimestamp(t_start, timezone.utc).isoformat(timespec="seconds")
     print(f"[{tag}] sweep: {shlex.join(cmd)}", flush=True)
@@ -159,7 +166,7 @@ def launch_sweep(cmd: list[str], out: Path, settings: dict[str, Any], jobs: int,
     wall = time.time() - t_start
     trained = sum(p.stat().st_mtime >= t_start for p in (out / "runs").glob("*/summary.json"))
     previous = read_summary(out / "PROVENANCE.json")
-    prov = {**settings, "jobs": jobs, "git_commit": git_commit(), "machine": machine(), "started_utc": started,
+    prov = {**settings, "jobs": jobs, "engine": engine, "git_commit": git_commit(), "machine": machine(), "started_utc": started,
             "sweep_wall_s": round(wall, 1), "sweep_exit_code": rc, "command": shlex.join([sys.executable, *cmd]),
             "runs_written": trained}
     if previous and trained == 0:
@@ -170,6 +177,9 @@ def launch_sweep(cmd: list[str], out: Path, settings: dict[str, Any], jobs: int,
         write_json_atomic(out / "PROVENANCE.json", prov)
     return rc, wall
 
+
+#: how a sweep trains its runs: one process per run, or packs of networks in one loop (numnet.packing)
+ENGINES = ("runs", "packed")
 
 #: name of a run's resume checkpoint inside its folder (:mod:`numnet.tasks.checkpoint`)
 RESUME_FILE = "resume.ckpt"

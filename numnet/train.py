@@ -91,21 +91,15 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Train, test and save one configuration into ``out_dir``; returns the summary."""
+def _build(cfg: DictConfig):
+    """The run's seeded model, its task (validation data, early stop) and the dataset splits, built exactly
+    as every engine builds them: the seed first, then the data, then the model's initial weights."""
     import pytorch_lightning as pl
     import torch
 
-    from numnet.data.signals import TensorBatches
-    from numnet.evaluate import WEIGHTS_FORMAT
-    from numnet.metrics import psnr
     from numnet.models import build_model
-    from numnet.runinfo import atomic_torch_save, provenance
-    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
     from numnet.tasks.denoising import DenoisingTask
 
-    t0 = time.perf_counter()
-    _quiet_lightning()
     torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     p, t = cfg.profile, cfg.task
@@ -114,6 +108,89 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     task = DenoisingTask(model, lr=float(t.lr), data_range=float(t.data_range), batch_size=int(p.batch_size),
                          val_data=(data["val"].noisy, data["val"].clean), val_every=int(p.val_every),
                          patience=int(p.patience))
+    return data, model, task
+
+
+def _finish(cfg: DictConfig, out_dir: Path, model, task, data, epochs: int, resumed: bool, wall_s: float,
+            wall_s_total: float | None, loggers=(), overrides: list[str] | None = None) -> dict[str, Any]:
+    """Test the model (the weights of its best validation epoch), save ``model.pt`` and build the summary
+    (``overrides``: the run's command-line overrides; default Hydra's record of the current job)."""
+    import torch
+
+    from numnet.evaluate import WEIGHTS_FORMAT
+    from numnet.metrics import psnr
+    from numnet.runinfo import atomic_torch_save, provenance
+
+    p, t = cfg.profile, cfg.task
+    test = data["test"]
+    with torch.no_grad():
+        model.eval()
+        test_psnr = float(torch.cat([psnr(model(x), y, float(t.data_range))
+                                     for x, y in zip(test.noisy.split(1000), test.clean.split(1000))]).mean())
+        noisy_psnr = float(psnr(test.noisy, test.clean, float(t.data_range)).mean())
+    summary = {
+        "status": "complete",
+        "name": run_name(cfg),
+        "artefact": cfg.artefact,
+        "profile": p.name,
+        "model": cfg.model.name,
+        "activation": cfg.activation.name,
+        "depth": int(cfg.model.depth),
+        "channels": int(cfg.model.channels),
+        "shared": bool(cfg.model.shared),
+        "normalisation": model.normalisation if model.normalises else None,
+        "seed": int(cfg.seed),
+        "params": model.n_params(),
+        "metrics": {
+            "val_psnr": task.best_val,
+            "test_psnr": test_psnr,
+            "noisy_test_psnr": noisy_psnr,
+            "best_epoch": task.best_epoch,
+        },
+        "epochs": int(epochs),
+        "stopped_early": bool(task.stopped_early),
+        "resumed": resumed,
+        # wall time over all sittings of a resumed run (`wall_s`: this sitting alone); None where unknown
+        "wall_s_total": wall_s_total,
+        "dataset": {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
+                    "length": int(t.length), "sigma": float(t.sigma)},
+        "stability": model.stability(),
+        "history": task.history,
+        "wall_s": round(wall_s, 3),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "overrides": _overrides() if overrides is None else list(overrides),
+        "provenance": provenance(),
+    }
+    if cfg.save_weights:
+        atomic_torch_save(
+            {
+                "format": WEIGHTS_FORMAT,
+                "model": cfg.model.name,
+                "kwargs": model_kwargs(cfg),
+                "state_dict": model.state_dict(),
+                "summary": {k: summary[k] for k in ("name", "params", "metrics", "dataset", "seed")},
+            },
+            out_dir / "model.pt",
+        )
+    for lg in loggers:
+        lg.log_metrics({"test/psnr": test_psnr, "epoch": int(epochs)}, step=int(epochs))
+        lg.save()
+        if lg.__class__.__name__ == "WandbLogger":
+            _log_wandb_extras(lg, model, test, summary)
+    return summary
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Train, test and save one configuration into ``out_dir``; returns the summary."""
+    import pytorch_lightning as pl
+
+    from numnet.data.signals import TensorBatches
+    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
+
+    t0 = time.perf_counter()
+    _quiet_lightning()
+    data, model, task = _build(cfg)
+    p = cfg.profile
     # chunks of `steps_per_batch` minibatches: one Adam step per minibatch inside the task
     train_batches = TensorBatches(data["train"], int(p.batch_size) * int(cfg.trainer.steps_per_batch),
                                   shuffle=True, seed=int(cfg.seed))
@@ -124,8 +201,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise ConfigError(str(exc)) from None
     if resume is not None:
         print(f"[numnet] resume {out_dir} from its checkpoint", flush=True)
-    name = run_name(cfg)
-    loggers = _loggers(cfg, out_dir, name)
+    loggers = _loggers(cfg, out_dir, run_name(cfg))
     callbacks = []
     if float(cfg.trainer.checkpoint_every_s) > 0:
         callbacks.append(ResumeCheckpoint(out_dir, identity, train_batches, float(cfg.trainer.checkpoint_every_s)))
@@ -149,66 +225,139 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         log_every_n_steps=1,
         default_root_dir=str(out_dir),
     )
-    test_batches = TensorBatches(data["test"], 1000, shuffle=False)
     try:
         # the task validates (DenoisingTask); `resume`: the checkpoint of an interrupted invocation
         trainer.fit(task, train_dataloaders=train_batches, ckpt_path=resume)
-        test_psnr = float(trainer.test(task, dataloaders=test_batches, verbose=False)[0]["test/psnr"])
-        with torch.no_grad():
-            noisy_psnr = float(psnr(data["test"].noisy, data["test"].clean, float(t.data_range)).mean())
-        summary = {
-            "status": "complete",
-            "name": name,
-            "artefact": cfg.artefact,
-            "profile": p.name,
-            "model": cfg.model.name,
-            "activation": cfg.activation.name,
-            "depth": int(cfg.model.depth),
-            "channels": int(cfg.model.channels),
-            "shared": bool(cfg.model.shared),
-            "normalisation": model.normalisation if model.normalises else None,
-            "seed": int(cfg.seed),
-            "params": model.n_params(),
-            "metrics": {
-                "val_psnr": task.best_val,
-                "test_psnr": test_psnr,
-                "noisy_test_psnr": noisy_psnr,
-                "best_epoch": task.best_epoch,
-            },
-            "epochs": int(trainer.current_epoch),
-            "stopped_early": bool(task.stopped_early),
-            "resumed": resume is not None,
-            # wall time over all sittings of a resumed run (`wall_s`: this sitting alone); None where unknown
-            "wall_s_total": _wall_total(callbacks, time.perf_counter() - t0),
-            "dataset": {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
-                        "length": int(t.length), "sigma": float(t.sigma)},
-            "stability": model.stability(),
-            "history": task.history,
-            "wall_s": round(time.perf_counter() - t0, 3),
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "overrides": _overrides(),
-            "provenance": provenance(),
-        }
-        if cfg.save_weights:
-            atomic_torch_save(
-                {
-                    "format": WEIGHTS_FORMAT,
-                    "model": cfg.model.name,
-                    "kwargs": model_kwargs(cfg),
-                    "state_dict": model.state_dict(),
-                    "summary": {k: summary[k] for k in ("name", "params", "metrics", "dataset", "seed")},
-                },
-                out_dir / "model.pt",
-            )
-        for lg in loggers:
-            if lg.__class__.__name__ == "WandbLogger":
-                _log_wandb_extras(lg, model, data["test"], summary)
-        return summary
+        model.to("cpu")
+        return _finish(cfg, out_dir, model, task, data, trainer.current_epoch, resume is not None,
+                       time.perf_counter() - t0, _wall_total(callbacks, time.perf_counter() - t0), loggers)
     finally:
         if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
             import wandb
 
             wandb.finish()
+
+
+def pack_key(cfg: DictConfig) -> str:
+    """What networks trained in one pack (:func:`train_pack`) must share: everything but the model, the
+    activation, the seed and the per-network bookkeeping of the profile (validation interval, patience):
+    the dataset, the rest of the profile, the trainer and threads, the logger."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for k in ("model", "activation", "seed", "hydra"):
+        c.pop(k, None)
+    for k in ("val_every", "patience"):
+        c.get("profile", {}).pop(k, None)
+    return repr(sorted(c.items()))
+
+
+#: folder (inside a sweep's folder) of the resume checkpoints of packs still training
+PACKS_DIR = ".packs"
+
+
+def pack_file(out_dirs: list[Path]) -> Path:
+    """Where the pack of the runs ``out_dirs`` (one sweep folder) keeps its resume checkpoint."""
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(d.name for d in out_dirs).encode()).hexdigest()[:16]
+    return out_dirs[0].parent / PACKS_DIR / f"pack-{digest}.ckpt"
+
+
+def pack_identity(cfgs: list[DictConfig], out_dirs: list[Path]) -> list[list]:
+    """What a pack computes: its runs' folder names and identities, in order."""
+    return [[d.name, run_identity(OmegaConf.to_container(c, resolve=True))] for c, d in zip(cfgs, out_dirs)]
+
+
+def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[list[str]] | None = None,
+               resume: bool = True, done: set[int] = frozenset()) -> list[dict | None]:
+    """Train the configurations ``cfgs`` together (:class:`numnet.tasks.packed.PackedDenoising`: one
+    Lightning loop, each network with its own minibatch order, Adam state, validation and early stop; the
+    same numbers as training each alone) and record each into its folder as :func:`execute` does: a
+    ``summary.json`` (``failed`` with the reason where the network failed) and ``model.pt``, written the
+    moment the network is done. The pack checkpoints itself every ``trainer.checkpoint_every_s`` seconds
+    into :func:`pack_file` and, with ``resume``, continues from that checkpoint when it holds this pack
+    (:func:`pack_identity`; its finished networks are not trained again); the file is removed when the
+    pack is done. With ``logger=wandb`` each network's validation history is logged to its own run when it
+    is done. Configurations must share :func:`pack_key`; ``overrides``: each run's command-line overrides,
+    recorded in its summary; ``done``: indices of runs recorded already (a resumed pack does not train them
+    again). Returns the summaries in the order of ``cfgs`` (``None``: done earlier)."""
+    import pytorch_lightning as pl
+
+    from numnet.runinfo import RESUME_FILE, write_json_atomic
+    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
+    from numnet.tasks.packed import PackedDenoising
+
+    if len({pack_key(c) for c in cfgs}) > 1:
+        raise ValueError("a pack's configurations must share the dataset, profile, trainer and logger")
+    t0 = time.perf_counter()
+    _quiet_lightning()
+    built = [_build(c) for c in cfgs]
+    data = built[0][0]
+    cfg0 = cfgs[0]
+    p = cfg0.profile
+    summaries: list[dict | None] = [None] * len(cfgs)
+    path = pack_file(out_dirs)
+    identity = pack_identity(cfgs, out_dirs)
+    ckpt = None
+    if resume:
+        try:
+            ckpt = read_resume(path.parent, identity, path.name)
+        except ValueError as exc:
+            print(f"[numnet] {exc}; the pack starts afresh", flush=True)
+            path = path.with_name(path.stem + f"-{int(time.time())}.ckpt")  # the old file stays as it is
+        if ckpt is not None:
+            print(f"[numnet] resume the pack of {len(cfgs)} runs from {ckpt}", flush=True)
+    callbacks = []
+
+    def on_done(m: int, task, error: BaseException | None) -> None:
+        cfg, out_dir = cfgs[m], out_dirs[m]
+        name = run_name(cfg)
+        wall = round(time.perf_counter() - t0, 3)
+        total = _wall_total(callbacks, wall)
+        if error is not None:
+            summaries[m] = failed_summary(cfg, name, f"{type(error).__name__}: {error}", wall, engine="packed")
+            write_json_atomic(out_dir / "summary.json", summaries[m])
+            print(f"[numnet] FAILED {name}: {summaries[m]['reason']}", file=sys.stderr, flush=True)
+            return
+        loggers = _loggers(cfg, out_dir, name)
+        try:
+            for h in task.history:  # the validation record, logged at step = epoch as a single run logs it
+                for lg in loggers:
+                    lg.log_metrics({"train/loss": h["train_loss"], "val/psnr": h["val_psnr"], "epoch": h["epoch"]},
+                                   step=h["epoch"])
+            epochs = task.history[-1]["epoch"] + 1 if task.stopped_early and task.history else int(p.max_epochs)
+            summary = _finish(cfg, out_dir, task.model, task, data, epochs, ckpt is not None, wall, total, loggers,
+                              overrides[m] if overrides else [])
+        finally:
+            if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
+                import wandb
+
+                wandb.finish()
+        summary["engine"] = "packed"
+        summary["pack_size"] = len(cfgs)
+        write_json_atomic(out_dir / "summary.json", summary)
+        (out_dir / RESUME_FILE).unlink(missing_ok=True)
+        summaries[m] = summary
+        met = summary["metrics"]
+        print(f"[numnet] {name}: test {met['test_psnr']:.2f} dB (val {met['val_psnr']:.2f}), {summary['params']} params, "
+              f"{summary['epochs']} epochs, pack of {len(cfgs)}, {wall:.1f} s", flush=True)
+        print(f"[numnet] run folder: {out_dir}", flush=True)
+
+    pack = PackedDenoising([b[2] for b in built], (data["train"].noisy, data["train"].clean), int(p.batch_size),
+                           [int(c.seed) for c in cfgs], float(cfg0.task.lr), int(cfg0.trainer.steps_per_batch),
+                           on_done)
+    pack.skip = set(done)
+    if float(cfg0.trainer.checkpoint_every_s) > 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(ResumeCheckpoint(path.parent, identity, pack.shufflers, float(cfg0.trainer.checkpoint_every_s),
+                                          name=path.name))
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=int(p.max_epochs),
+                         deterministic=bool(cfg0.trainer.deterministic), logger=False, callbacks=callbacks,
+                         enable_checkpointing=bool(callbacks), enable_model_summary=False, enable_progress_bar=False,
+                         num_sanity_val_steps=0, default_root_dir=str(out_dirs[0].parent))
+    trainer.fit(pack, train_dataloaders=pack.loader(), ckpt_path=ckpt)
+    for c in callbacks:  # the pack is done: nothing to resume
+        c.path.unlink(missing_ok=True)
+    return summaries
 
 
 def _log_wandb_extras(logger, model, test, summary: dict) -> None:

@@ -28,7 +28,7 @@ from numnet.report.fig5 import write_fig5
 from numnet.report.fig67 import write_fig6, write_fig7
 from numnet.report.early_stop import write_early_stop
 from numnet.report.fig7_paper import write_fig7_paper
-from numnet.runinfo import begin_sweep, end_sweep, launch_sweep
+from numnet.runinfo import ENGINES, begin_sweep, end_sweep, launch_sweep
 
 
 #: artefact -> (experiment config, report writer, default profile: for figs 5-7 the one whose sweep fits about
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logger", default="wandb", help=f"one of {choices('logger')}")
     ap.add_argument("--results", default="results", help="results root; the figure goes to <results>/<fig>")
     ap.add_argument("--extra", default="", help="further Hydra overrides, e.g. 'trainer=gpu'")
+    ap.add_argument("--engine", default="runs", choices=ENGINES,
+                    help="runs: one process per run; packed: compatible networks trained together (numnet.packing)")
     args = ap.parse_args(argv)
     art = args.artefact
     experiment, write_report, default_profile, art_seeds = ARTEFACTS[art]
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 "epochs": prof.max_epochs, "batch_size": prof.batch_size, "lr": prof.lr,
                 "seeds": list(art_seeds or prof.seeds),
                 "threads": args.threads}
-    rc, wall = launch_sweep(cmd, out, settings, args.jobs, art, shlex.split(args.extra), since)
+    rc, wall = launch_sweep(cmd, out, settings, args.jobs, art, shlex.split(args.extra), since, args.engine)
     if rc == 0:  # ran to its end; a sweep that broke off stays marked and resumes
         end_sweep(out)
     runs = write_report(out)

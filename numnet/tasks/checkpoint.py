@@ -21,15 +21,16 @@ import torch
 
 from numnet.runinfo import RESUME_FILE
 
-__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume"]
+__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume", "stored_identity"]
 
 
 class ResumeCheckpoint(pl.callbacks.Checkpoint):
     """Saves ``<out_dir>/resume.ckpt`` at the end of a training epoch when ``every_s`` seconds have
     passed since the last save, and at the last epoch; carries the shuffler's state (``batches``)."""
 
-    def __init__(self, out_dir: str | os.PathLike, identity: Any, batches, every_s: float = 60.0) -> None:
-        self.path = Path(out_dir) / RESUME_FILE
+    def __init__(self, out_dir: str | os.PathLike, identity: Any, batches, every_s: float = 60.0,
+                 name: str = RESUME_FILE) -> None:
+        self.path = Path(out_dir) / name
         self.identity = identity
         self.batches = batches
         self.every_s = float(every_s)
@@ -60,11 +61,11 @@ class ResumeCheckpoint(pl.callbacks.Checkpoint):
         self._last = time.monotonic()
 
 
-def read_resume(out_dir: str | os.PathLike, identity: Any) -> Path | None:
-    """The resume checkpoint of ``out_dir`` when there is one of this configuration (``identity``);
+def read_resume(out_dir: str | os.PathLike, identity: Any, name: str = RESUME_FILE) -> Path | None:
+    """The resume checkpoint ``out_dir/name`` when there is one of this configuration (``identity``);
     ``None`` when there is none. Raises ``ValueError`` naming the file when it is unreadable or of
     another configuration (it is left in place: nothing already computed is deleted)."""
-    path = Path(out_dir) / RESUME_FILE
+    path = Path(out_dir) / name
     if not path.is_file():
         return None
     try:
@@ -76,3 +77,11 @@ def read_resume(out_dir: str | os.PathLike, identity: Any) -> Path | None:
     if stored != identity:
         raise ValueError(f"{path} is a checkpoint of another configuration; remove it to train this run from the start")
     return path
+
+
+def stored_identity(path: str | os.PathLike) -> Any:
+    """The identity a resume checkpoint was written for; ``ValueError`` when the file is unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["callbacks"][ResumeCheckpoint.__qualname__]["identity"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"{path} is unreadable ({type(exc).__name__})") from None

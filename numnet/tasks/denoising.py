@@ -19,25 +19,32 @@ import torch.nn.functional as F
 
 from numnet.metrics import psnr
 
-__all__ = ["DenoisingTask", "train_step"]
+__all__ = ["DenoisingTask", "loss_and_grads", "train_step"]
 
 
-def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               backward=None) -> float | torch.Tensor:
-    """One Adam step on the minibatch ``(x, y)`` with the MSE loss plus the model's regulariser (Eq. 27)
-    where it has one; returns the MSE. Where the model has a fused step (``fused_mse_step``: one
-    compiled call for forward, loss, regulariser and backward of a one-channel network on the CPU) it
-    is used and the MSE is a float; otherwise autograd runs and the MSE is a detached tensor (no host read).
-    ``backward``: how to run backward (``LightningModule.manual_backward``; default ``Tensor.backward``)."""
-    backward = backward or torch.Tensor.backward
+def loss_and_grads(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, backward=None) -> float | torch.Tensor:
+    """The MSE of ``model`` on the minibatch ``(x, y)``, with the gradient of the MSE plus the model's
+    regulariser (Eq. 27) where it has one written into every parameter's ``.grad``. Where the model has a
+    fused step (``fused_mse_step``: one compiled call for forward, loss, regulariser and backward of a
+    one-channel network on the CPU) it is used and the MSE is a float; otherwise autograd runs and the
+    MSE is a detached tensor (no host read). ``backward``: how to run backward
+    (``LightningModule.manual_backward``; default ``Tensor.backward``)."""
     fused = getattr(model, "fused_mse_step", None)
     loss = fused(x, y, accumulate=False) if fused is not None else None  # sets every gradient, Eq. (27) included
     if loss is None:
         reg = model.regulariser() if hasattr(model, "regulariser") else None
-        opt.zero_grad(set_to_none=True)
+        for p in model.parameters():
+            p.grad = None
         mse = F.mse_loss(model(x), y)
-        backward(mse if reg is None else mse + reg)
+        (backward or torch.Tensor.backward)(mse if reg is None else mse + reg)
         loss = mse.detach()
+    return loss
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               backward=None) -> float | torch.Tensor:
+    """One Adam step on the minibatch ``(x, y)`` (:func:`loss_and_grads`, then ``opt.step()``); returns the MSE."""
+    loss = loss_and_grads(model, x, y, backward)
     opt.step()
     return loss
 
@@ -104,22 +111,26 @@ class DenoisingTask(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         total, n = self._train_acc
         self._train_acc[:] = [0.0, 0]
-        if not n:
-            return
-        mean = float(total / n)  # one host read per epoch
+        if n and self.end_epoch(self.current_epoch, float(total / n)):  # one host read per epoch
+            self.trainer.should_stop = True
+
+    def end_epoch(self, epoch: int, mean: float) -> bool:
+        """The bookkeeping after training epoch ``epoch`` with mean training MSE ``mean``: log it, validate
+        every ``val_every`` epochs, keep the best validation epoch's weights; returns whether the patience
+        ran out (:attr:`stopped_early`). A non-finite loss raises ``FloatingPointError``."""
         if not math.isfinite(mean):
-            raise FloatingPointError(f"training loss is {mean} at epoch {self.current_epoch}")
-        self.log_epoch({"train/loss": mean})
-        if self.val_data is not None and (self.current_epoch + 1) % self.val_every == 0:
+            raise FloatingPointError(f"training loss is {mean} at epoch {epoch}")
+        self.log_epoch({"train/loss": mean}, epoch)
+        if self.val_data is not None and (epoch + 1) % self.val_every == 0:
             v = self.validate()
-            self.log_epoch({"val/psnr": v})
-            self.history.append({"epoch": self.current_epoch, "val_psnr": v, "train_loss": mean})
+            self.log_epoch({"val/psnr": v}, epoch)
+            self.history.append({"epoch": epoch, "val_psnr": v, "train_loss": mean})
             if v > self.best_val:
-                self.best_val, self.best_epoch = v, self.current_epoch
+                self.best_val, self.best_epoch = v, epoch
                 self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            elif self.patience and self.current_epoch - self.best_epoch >= self.patience:
+            elif self.patience and epoch - self.best_epoch >= self.patience:
                 self.stopped_early = True
-                self.trainer.should_stop = True
+        return self.stopped_early
 
     # -- resume (numnet.tasks.checkpoint.ResumeCheckpoint) ---------------------------------------
     _RESUME_KEYS = ("best_val", "best_epoch", "_best_state", "history", "stopped_early")
@@ -131,13 +142,14 @@ class DenoisingTask(pl.LightningModule):
         for k, v in checkpoint["numnet_task"].items():
             setattr(self, k, v)
 
-    def log_epoch(self, metrics: dict[str, float]) -> None:
+    def log_epoch(self, metrics: dict[str, float], epoch: int | None = None) -> None:
         """Per-epoch metrics straight to the loggers at step = epoch, and to the progress bar
         (:attr:`epoch_metrics`). Lightning's ``self.log`` rebuilds its result objects every epoch,
         measured at about 2 ms a call: the largest part of its per-epoch cost on these models."""
         self.epoch_metrics.update(metrics)
+        epoch = self.current_epoch if epoch is None else epoch
         for logger in self.loggers:
-            logger.log_metrics({**metrics, "epoch": self.current_epoch}, step=self.current_epoch)
+            logger.log_metrics({**metrics, "epoch": epoch}, step=epoch)
             logger.save()
 
     # -- validation -------------------------------------------------------------------------
