@@ -555,7 +555,16 @@ def run_cli(module: str, config_name: str = "train") -> None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    importlib.import_module(module).main()
+    try:
+        importlib.import_module(module).main()
+    except SystemExit as exc:
+        # Lightning stops a run on SIGTERM at the end of the epoch (its checkpoint written) with a bare
+        # SystemExit, status 0: say so and exit with 143, so that a sweep stopped this way is not taken for
+        # a finished one
+        if type(exc).__name__ == "SIGTERMException":
+            print("[numnet] stopped by SIGTERM: run the same command again to resume", file=sys.stderr, flush=True)
+            sys.exit(143)
+        raise
 
 
 if __name__ == "__main__":

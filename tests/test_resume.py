@@ -74,3 +74,36 @@ def test_patience_stops_after_epochs_without_improvement(tmp_path, monkeypatch):
 def test_negative_patience_or_checkpoint_interval_is_refused(tmp_path, key, value):
     with pytest.raises(ConfigError, match=key):
         execute(_cfg(f"{key}={value}"), tmp_path)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_with_status_143_and_it_resumes(tmp_path):
+    """SIGTERM (a scheduler's stop, ``kill``) ends a run after the current epoch with its checkpoint and exit
+    status 143, no summary; the same command resumes it. (Lightning's own exit for it has status 0, which made
+    a stopped sweep look finished.)"""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "numnet.train", "profile=smoke", "profile.n_train=2000", "profile.max_epochs=300",
+           "logger=none", "trainer.progress_bar=false", "trainer.checkpoint_every_s=0.2", "model.depth=5",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "run" / RESUME_FILE
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), proc.communicate()[1][-2000:]
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM" in err
+    assert not (tmp_path / "run" / "summary.json").exists() and ckpt.exists()
+    again = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = read_summary(tmp_path / "run" / "summary.json")
+    assert summary["status"] == "complete" and summary["resumed"] and summary["epochs"] == 300
