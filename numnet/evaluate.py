@@ -2,8 +2,13 @@
 
 Loads ``model.pt`` written by ``numnet.train`` (plain tensors and containers, read with
 ``weights_only=True``), generates a fresh test set with the given data seed and size (by
-default the run's own), and prints the mean PSNR, so a committed result can be checked
-without retraining. Exit code 2 with a one-line message for a missing or corrupt file.
+default the run's own), and prints the mean and the pooled PSNR, so a committed result can be
+checked without retraining. Exit code 2 with a one-line message for a missing or corrupt file.
+
+``python -m numnet.evaluate --record RUNS_DIR``: for every complete run below ``RUNS_DIR`` whose summary
+predates the pooled PSNR, its test set rebuilt exactly (the summary's dataset record), the mean PSNR
+checked against the stored one and both readings written to ``<run>/evaluation.json`` with provenance
+(:func:`record_pooled`); the reports read it.
 """
 from __future__ import annotations
 
@@ -15,10 +20,13 @@ from pathlib import Path
 import torch
 
 from numnet.data.signals import make_splits
-from numnet.metrics import psnr
+from numnet.metrics import pooled_psnr, psnr
 from numnet.models import build_model, recorded_kwargs
 
-__all__ = ["load_model", "evaluate"]
+__all__ = ["load_model", "evaluate", "record_pooled", "EVALUATION_FILE"]
+
+#: a run's later evaluation (``record_pooled``), beside its ``summary.json``
+EVALUATION_FILE = "evaluation.json"
 
 WEIGHTS_FORMAT = "numnet-weights-v1"
 
@@ -54,13 +62,60 @@ def evaluate(model: torch.nn.Module, seed: int, n: int, length: int = 256, sigma
     out = model(data.noisy)
     return {
         "test_psnr": float(psnr(out, data.clean).mean()),
+        "test_psnr_pooled": pooled_psnr(out, data.clean),
         "noisy_psnr": float(psnr(data.noisy, data.clean).mean()),
         "n": n,
         "seed": seed,
     }
 
 
+@torch.no_grad()
+def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
+    """``evaluation.json`` (mean and pooled test PSNR, provenance) for each complete network run below
+    ``runs_dir`` whose summary does not record the pooled PSNR and that has none yet; the run's own test set
+    is rebuilt from its summary and the mean PSNR must match the stored one within ``tolerance_db`` (else
+    ``ValueError``: the test set or the weights are not the run's). Returns the number written."""
+    from numnet.data.signals import make_splits
+    from numnet.runinfo import provenance, write_json_atomic
+
+    written = 0
+    for path in sorted(Path(runs_dir).glob("*/summary.json")):
+        s = json.loads(path.read_text())
+        run = path.parent
+        m = s.get("metrics") or {}
+        if (s.get("status") != "complete" or s.get("model") == "classical" or "test_psnr_pooled" in m
+                or (run / EVALUATION_FILE).exists() or not (run / "model.pt").exists()):
+            continue
+        ds = s["dataset"]
+        model, _ = load_model(run)
+        test = make_splits(int(ds["n_train"]), int(ds["n_val"]), int(ds["n_test"]), int(ds["data_seed"]),
+                           int(ds["length"]), float(ds["sigma"]))["test"]
+        out = torch.cat([model(x) for x in test.noisy.split(1000)])
+        mean = float(psnr(out, test.clean).mean())
+        if abs(mean - float(m["test_psnr"])) > tolerance_db:
+            raise ValueError(f"{run}: mean test PSNR {mean:.4f} dB, stored {m['test_psnr']:.4f} dB: not the run's "
+                             "test set or weights")
+        write_json_atomic(run / EVALUATION_FILE, {"test_psnr": mean, "test_psnr_pooled": pooled_psnr(out, test.clean),
+                                                  "noisy_test_psnr_pooled": pooled_psnr(test.noisy, test.clean),
+                                                  "dataset": ds, "provenance": provenance()})
+        written += 1
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--record"]:
+        if len(argv) != 2 or not Path(argv[1]).is_dir():
+            print("error: usage: python -m numnet.evaluate --record RUNS_DIR (an existing folder)", file=sys.stderr)
+            return 2
+        try:
+            n = record_pooled(argv[1])
+        except (ValueError, CheckpointError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"[numnet] {n} evaluation.json written below {argv[1]}")
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("weights", help="run folder or model.pt")
     ap.add_argument("--seed", type=int, default=None, help="data seed of the test set (default: the run's)")
@@ -86,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         extra = f" (stored: {stored:.2f} dB)" if stored is not None else ""
         print(f"{rec.get('summary', {}).get('name', rec['model'])}: test PSNR {res['test_psnr']:.2f} dB on "
-              f"{n} signals, data seed {seed}{extra}; noisy input {res['noisy_psnr']:.2f} dB")
+              f"{n} signals, data seed {seed}{extra} (pooled over the set: {res['test_psnr_pooled']:.2f} dB); "
+              f"noisy input {res['noisy_psnr']:.2f} dB")
     return 0
 
 

@@ -20,10 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from numnet.classical import run_classical
-from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, sweep_grid_errors
+from numnet.config import ConfigError, check_sweep_args, choices, compose_config, sweep_grid_errors
+from numnet.evaluate import CheckpointError, record_pooled
 from numnet.report.fig5 import write_fig5
 from numnet.report.fig67 import write_fig6, write_fig7
 from numnet.report.early_stop import write_early_stop
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"[{art}] {len(bad)} of {len(errors)} runs have an invalid configuration and will be recorded as failed, "
               f"e.g. {bad[0]}", flush=True)
-    prof = OmegaConf.load(CONFIG_DIR / "profile" / f"{args.profile}.yaml")
+    prof = compose_config(f"experiment={experiment}", f"profile={args.profile}").profile  # the experiment's overrides in
     seeds = ",".join(str(s) for s in (art_seeds or prof.seeds))
     try:  # an interrupted invocation resumes; a finished sweep is redone (its runs move to previous-runs/)
         resuming = begin_sweep(out, {"profile": args.profile, "extra": args.extra})
@@ -95,12 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd += [f"artefact={art}", f"hydra.sweep.dir={out / 'runs'}"]
     settings = {"artefact": art, "profile": args.profile,
                 "dataset": {"n_train": prof.n_train, "n_val": prof.n_val, "n_test": prof.n_test},
-                "epochs": prof.max_epochs, "batch_size": prof.batch_size, "lr": prof.lr,
+                "epochs": prof.max_epochs, "val_every": prof.val_every, "patience": prof.patience,
+                "batch_size": prof.batch_size, "lr": prof.lr,
                 "seeds": list(art_seeds or prof.seeds),
                 "threads": args.threads}
     rc, wall = launch_sweep(cmd, out, settings, args.jobs, art, shlex.split(args.extra), since, args.engine)
     if rc == 0:  # ran to its end; a sweep that broke off stays marked and resumes
         end_sweep(out)
+    try:  # runs recorded before the pooled PSNR: evaluated once from their weights (numnet.evaluate --record)
+        record_pooled(out / "runs")
+    except (ValueError, CheckpointError) as exc:
+        print(f"[{art}] pooled PSNR not recorded: {exc}", flush=True)
     runs = write_report(out)
     n_failed = int((runs.status != "complete").sum())
     print(f"[{art}] {len(runs)} runs ({n_failed} failed) in {wall / 60:.1f} min -> {out}/table.md and its figures", flush=True)

@@ -161,3 +161,16 @@ def test_early_stop_replay_stops_where_the_task_stops():
     assert replay(hist, 20) == (39, 31.0, 19)
     assert replay(hist, 30) == (49, 31.5, 49)
     assert replay(hist, 0) == (49, 31.5, 49)
+
+
+def test_paper_protocol_table_compares_with_the_reduced_profile(tmp_path):
+    """``results/fig5-paper/table.md`` sets each configuration beside the same one of ``results/fig5``."""
+    for folder, tests in (("fig5", (30.0, 31.0)), ("fig5-paper", (31.5, 30.5))):
+        for depth, test in zip((3, 7), tests):
+            _summary(tmp_path / folder / "runs" / f"d{depth}", "symresnet", "perona_malik", depth, 0, test, test)
+    write_fig5(tmp_path / "fig5-paper")
+    text = (tmp_path / "fig5-paper" / "table.md").read_text()
+    assert "## Against the reduced profile" in text
+    assert "mean +0.50 dB, from -0.50 to +1.50 dB; higher here in 1 of 2" in text
+    write_fig5(tmp_path / "fig5")
+    assert "## Against the reduced profile" not in (tmp_path / "fig5" / "table.md").read_text()

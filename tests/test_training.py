@@ -83,6 +83,42 @@ def test_evaluate_rejects_missing_and_corrupt_weights(tmp_path, capsys):
         load_model(tmp_path)
 
 
+def test_pooled_psnr_is_below_the_mean_psnr_and_equal_for_equal_errors(gen):
+    from numnet.metrics import pooled_psnr, psnr
+
+    clean = torch.zeros(4, 1, 50)
+    same = clean + torch.tensor([1.0, -1.0]).repeat(100).reshape(4, 1, 50)  # MSE 1 in every signal
+    assert pooled_psnr(same, clean) == pytest.approx(float(psnr(same, clean).mean()), abs=1e-5)  # float32 psnr
+    noisy = clean + torch.randn(4, 1, 50, generator=gen) * torch.tensor([1.0, 2.0, 5.0, 9.0]).reshape(4, 1, 1)
+    assert pooled_psnr(noisy, clean) < float(psnr(noisy, clean).mean()) - 0.5
+
+
+def test_summary_records_pooled_psnr_and_older_runs_get_an_evaluation(tmp_path):
+    """New summaries carry the pooled test PSNR; a run recorded without it gets ``evaluation.json`` from its
+    weights on its own test set (the mean PSNR must match the stored one), and the run table reads it."""
+    import json
+
+    from numnet.evaluate import EVALUATION_FILE, record_pooled
+    from numnet.report.collect import collect
+
+    s = execute(_cfg("model.depth=2"), tmp_path / "runs" / "a")
+    pooled = s["metrics"]["test_psnr_pooled"]
+    assert pooled < s["metrics"]["test_psnr"]
+    path = tmp_path / "runs" / "a" / "summary.json"
+    old = json.loads(path.read_text())
+    del old["metrics"]["test_psnr_pooled"]  # as recorded before the pooled PSNR
+    path.write_text(json.dumps(old))
+    assert record_pooled(tmp_path / "runs") == 1 and record_pooled(tmp_path / "runs") == 0
+    ev = json.loads((tmp_path / "runs" / "a" / EVALUATION_FILE).read_text())
+    assert ev["test_psnr_pooled"] == pytest.approx(pooled, abs=1e-4)
+    assert collect(tmp_path / "runs").test_psnr_pooled.iloc[0] == pytest.approx(pooled, abs=1e-4)
+    (tmp_path / "runs" / "a" / EVALUATION_FILE).unlink()
+    old["metrics"]["test_psnr"] += 0.5  # not what the weights give on the test set: refused
+    path.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="not the run's"):
+        record_pooled(tmp_path / "runs")
+
+
 def _cli(*args, env_extra=None, timeout=600):
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
     env.update(env_extra or {})

@@ -10,7 +10,7 @@ __all__ = ["RUN_COLUMNS", "collect", "best_of_seeds", "normalisation_of"]
 
 RUN_COLUMNS = [
     "model", "activation", "depth", "channels", "shared", "normalisation", "seed", "params", "val_psnr", "test_psnr",
-    "epochs", "wall_s", "profile", "status", "reason", "run",
+    "test_psnr_pooled", "epochs", "wall_s", "profile", "status", "reason", "run",
 ]
 
 
@@ -23,6 +23,11 @@ def normalisation_of(summary: dict) -> str | None:
     model_cfg = (summary.get("config") or {}).get("model") or {}
     name = summary.get("model", model_cfg.get("name"))
     return summary.get("normalisation") or recorded_kwargs(name, model_cfg).get("normalisation")
+
+
+def _evaluated(run: Path) -> dict:
+    path = run / "evaluation.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _row(path: Path, root: Path) -> dict:
@@ -41,6 +46,8 @@ def _row(path: Path, root: Path) -> dict:
         "params": s.get("params"),
         "val_psnr": m.get("val_psnr"),
         "test_psnr": m.get("test_psnr"),
+        # pooled PSNR: the summary's, else the later evaluation's (numnet.evaluate --record), else None
+        "test_psnr_pooled": m.get("test_psnr_pooled", _evaluated(path.parent).get("test_psnr_pooled")),
         "epochs": s.get("epochs"),
         "wall_s": s.get("wall_s_total") or s.get("wall_s"),  # all sittings of a resumed run where recorded
         "profile": s.get("profile", (cfg.get("profile") or {}).get("name")),

@@ -115,7 +115,7 @@ def _sweep(root: Path, fig: str, name: str, claim: str) -> list[str]:
             f"(gap {td - fig67.PAPER_FIG6['time_dynamic']:+.2f} dB; target within 0.5 dB) | "
             f"[{fig}.png]({fig}/{fig}.png) |"]
     else:
-        found = fig67.findings_fig7(best, fig67.one_channel_margins(root))
+        found = fig67.findings_fig7(best, fig67.one_channel_margins(root / "fig5"))
         extra = []
         for act, paper in fig67.PAPER_FIG7.items():
             v = fig67.value(best, "symresnet", act, 20)

@@ -11,7 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["ARCHS", "ACTS", "LABELS", "CLASSICAL_OF", "value", "provenance_lines", "psnr_tables",
+__all__ = ["ARCHS", "ACTS", "LABELS", "CLASSICAL_OF", "value", "provenance_lines", "psnr_tables", "sibling",
+           "averaging_lines",
+           "profile_comparison_lines",
            "params_table", "classical_lines", "failed_lines", "sweep_figure", "read_provenance"]
 
 ARCHS = ["resnet", "symresnet", "dufort_frankel", "fsi"]
@@ -30,6 +32,58 @@ def value(best: pd.DataFrame, model: str, act: str, depth: int | None = None) ->
     return None if sel.empty else float(sel.test_psnr.max() if depth is None else sel.test_psnr.iloc[0])
 
 
+def sibling(folder: Path, fig: str) -> Path:
+    """The folder of artefact ``fig`` beside ``folder`` under the same protocol: ``results/fig5`` beside
+    ``results/fig6``, ``results/fig5-paper`` beside ``results/fig6-paper``."""
+    return folder.parent / (fig + ("-paper" if folder.name.endswith("-paper") else ""))
+
+
+def profile_comparison_lines(folder: Path, best: pd.DataFrame) -> list[str]:
+    """For an artefact under the paper's protocol (``<fig>-paper``): per configuration, its best-of-seeds test
+    PSNR minus that of the reduced profile's runs in ``<fig>`` where both exist."""
+    from numnet.report.collect import best_of_seeds, collect
+
+    if not folder.name.endswith("-paper") or not (folder.parent / folder.name[:-6] / "runs").is_dir():
+        return []
+    ref = best_of_seeds(collect(folder.parent / folder.name[:-6] / "runs"))
+    keys = ["model", "activation", "depth"]
+    both = best[best.model != "classical"].merge(ref[ref.model != "classical"], on=keys, suffixes=("", "_ref"))
+    if both.empty:
+        return []
+    both["diff"] = both.test_psnr - both.test_psnr_ref
+    other = ", ".join(sorted(set(both.profile_ref.dropna())))
+    lines = ["## Against the reduced profile", "",
+             f"{len(both)} configurations trained under both protocols: test PSNR here minus profile `{other}` "
+             f"(`results/{folder.name[:-6]}`, best of its seeds): mean {both['diff'].mean():+.2f} dB, from "
+             f"{both['diff'].min():+.2f} to {both['diff'].max():+.2f} dB; higher here in {(both['diff'] > 0).sum()} "
+             f"of {len(both)}.", ""]
+    for act in ACTS:
+        sel = both[both.activation == act]
+        if sel.empty:
+            continue
+        pivot = sel.pivot_table(index="depth", columns="model", values="diff")
+        pivot = pivot.reindex(columns=[a for a in ARCHS if a in pivot.columns])
+        pivot.columns = [LABELS[c] for c in pivot.columns]
+        lines += [f"{LABELS[act]}: difference [dB] by number of blocks", "", pivot.round(2).to_markdown(), ""]
+    return lines
+
+
+def averaging_lines(runs: pd.DataFrame) -> list[str]:
+    """How the PSNR columns average over signals, and how far the pooled reading lies from them."""
+    nets = runs[(runs.status == "complete") & (runs.model != "classical")]
+    both = nets.dropna(subset=["test_psnr_pooled"]) if "test_psnr_pooled" in nets else nets.iloc[:0]
+    text = ("PSNR averaging: every PSNR here is the mean of the per-signal PSNRs (the paper does not say how it "
+            "averages; its numbers are quoted as printed). The pooled PSNR, from the mean squared error over the "
+            "whole test set, is column `test_psnr_pooled` of `runs.csv`")
+    if both.empty:
+        text += "; these runs predate it and do not record it."
+    else:
+        gap = both.test_psnr - both.test_psnr_pooled
+        text += (f": for the {len(both)} networks that record it, it lies {gap.mean():.2f} dB below the mean "
+                 f"(from {gap.min():.2f} to {gap.max():.2f} dB).")
+    return [text, ""]
+
+
 def read_provenance(folder: Path) -> dict:
     path = folder / "PROVENANCE.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -40,7 +94,8 @@ def provenance_lines(prov: dict) -> list[str]:
     if not prov:
         return []
     lines = ["## Provenance", ""]
-    for k in ("profile", "dataset", "epochs", "lr", "seeds", "git_commit", "machine", "jobs", "threads",
+    for k in ("profile", "dataset", "epochs", "val_every", "patience", "lr", "seeds", "engine", "git_commit", "machine",
+              "jobs", "threads",
               "sweep_wall_s", "runs_written", "started_utc", "command"):
         if k in prov:
             lines.append(f"- {k}: `{json.dumps(prov[k]) if isinstance(prov[k], (dict, list)) else prov[k]}`")
