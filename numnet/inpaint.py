@@ -101,11 +101,11 @@ def _loggers(cfg: DictConfig, out_dir: Path, name: str):
         from pytorch_lightning.loggers import CSVLogger
 
         return [CSVLogger(save_dir=str(out_dir), name="", version="")]
-    from pytorch_lightning.loggers import WandbLogger
+    from numnet.train import wandb_logger
 
-    return [WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.artefact, name=name,
-                        tags=[cfg.artefact, cfg.inpaint_model.name, f"profile={cfg.inpaint_profile.name}"],
-                        save_dir=str(out_dir), mode=cfg.logger.mode, config=OmegaConf.to_container(cfg, resolve=True))]
+    return [wandb_logger(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.artefact, name=name,
+                         tags=[cfg.artefact, cfg.inpaint_model.name, f"profile={cfg.inpaint_profile.name}"],
+                         save_dir=str(out_dir), mode=cfg.logger.mode, config=OmegaConf.to_container(cfg, resolve=True))]
 
 
 def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:

@@ -53,14 +53,12 @@ def _loggers(cfg: DictConfig, out_dir: Path, run_name: str):
         from pytorch_lightning.loggers import CSVLogger
 
         return [CSVLogger(save_dir=str(out_dir), name="", version="")]
-    from pytorch_lightning.loggers import WandbLogger
-
     tags = [
         cfg.artefact, cfg.model.name, cfg.activation.name, f"depth={cfg.model.depth}",
         f"channels={cfg.model.channels}", f"profile={cfg.profile.name}",
     ]
     return [
-        WandbLogger(
+        wandb_logger(
             project=cfg.logger.project,
             entity=cfg.logger.entity,
             group=cfg.artefact,
@@ -71,6 +69,16 @@ def _loggers(cfg: DictConfig, out_dir: Path, run_name: str):
             config=OmegaConf.to_container(cfg, resolve=True),
         )
     ]
+
+
+def wandb_logger(**kwargs):
+    """Lightning's ``WandbLogger`` without the ``anonymous`` argument it always passes to ``wandb.init`` (wandb
+    warns on every run that the setting has no effect)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    logger = WandbLogger(**kwargs)
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
 
 
 def run_name(cfg: DictConfig) -> str:

@@ -84,9 +84,10 @@ def findings(best: pd.DataFrame) -> list[dict]:
         v = [_val(best, arch, a, dmax) for a in ACTS]
         if None not in v:
             holds.append(v[2] > v[1] > v[0])
-            detail.append(f"{LABELS[arch]} {v[0]:.2f} < {v[1]:.2f} < {v[2]:.2f}")
+            rel = ["<" if a < b else ">" if a > b else "=" for a, b in zip(v, v[1:])]
+            detail.append(f"{LABELS[arch]} {v[0]:.2f} {rel[0]} {v[1]:.2f} {rel[1]} {v[2]:.2f}")
     out.append({"paper": "Perona-Malik above Charbonnier above ReLU (Fig. 5)",
-                "ours": f"depth {dmax}: " + "; ".join(detail),
+                "ours": f"depth {dmax}, ReLU / Charbonnier / Perona-Malik: " + "; ".join(detail),
                 "holds": bool(holds) and all(holds)})
     # 2. ReLU only slightly above linear diffusion
     lin = _val(best, "classical", "linear")
@@ -94,7 +95,7 @@ def findings(best: pd.DataFrame) -> list[dict]:
     if lin is not None and relu is not None and relu == relu:
         gap = float(relu) - lin
         out.append({"paper": "ReLU networks only slightly better than linear diffusion",
-                    "ours": f"best ReLU net {float(relu):.2f} dB vs linear diffusion {lin:.2f} dB (+{gap:.2f} dB)",
+                    "ours": f"best ReLU net {float(relu):.2f} dB vs linear diffusion {lin:.2f} dB ({gap:+.2f} dB)",
                     "holds": 0 <= gap <= 2.0})
     # 3. SymResNet, Perona-Malik, 20 blocks >= 36 dB
     v = _val(best, "symresnet", "perona_malik", 20)

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 __all__ = ["ARCHS", "ACTS", "LABELS", "CLASSICAL_OF", "value", "provenance_lines", "psnr_tables", "sibling",
@@ -163,6 +164,8 @@ def sweep_figure(best: pd.DataFrame, path: Path, title: str, x: str = "depth") -
             ax.axhline(c, color="k", ls="--", lw=1, label=f"classical {LABELS[CLASSICAL_OF[act]]}")
         if x == "params":
             ax.set_xscale("log")
+        else:  # whole numbers of blocks only
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{LABELS[act]} activation")
         ax.set_xlabel("number of blocks" if x == "depth" else "trainable parameters")
         ax.grid(alpha=0.3)
