@@ -31,7 +31,11 @@ MAX_TIME = 60.0
 TAU = 0.25
 
 
-def run_classical(profile: str, out: str | Path, artefact: str = "fig5", threads: int = 1) -> list[dict]:
+def run_classical(profile: str, out: str | Path, artefact: str = "fig5", threads: int = 1,
+                  short_last: str = "reject") -> list[dict]:
+    """The classical filters of each diffusivity, contrast and stopping time chosen on the validation set,
+    on the profile's dataset (``short_last``: the data rule, :mod:`numnet.data.signals`), each recorded in
+    ``out/classical-<diffusivity>/summary.json``; complete ones are skipped."""
     if profile not in choices("profile"):
         raise ConfigError(f"profile={profile!r} is unknown; choose one of {choices('profile')}")
     out = Path(out)
@@ -39,14 +43,17 @@ def run_classical(profile: str, out: str | Path, artefact: str = "fig5", threads
     cfg = compose_config(f"profile={profile}")
     torch.set_num_threads(threads)
     p, t = cfg.profile, cfg.task
-    data = make_splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma))
+    data = make_splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma),
+                       str(short_last))
     dataset = {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
-               "length": int(t.length), "sigma": float(t.sigma)}
+               "length": int(t.length), "sigma": float(t.sigma), "short_last": str(short_last)}
     summaries = []
     for act in DIFFUSIVITIES:
         path = out / f"classical-{act}" / "summary.json"
         try:
-            done = is_complete(path, lambda s: (s.get("profile"), s.get("dataset")), (p.name, dataset))
+            # records made before task.short_last used the rule that is the default
+            done = is_complete(path, lambda s: (s.get("profile"), {"short_last": "reject", **(s.get("dataset") or {})}),
+                               (p.name, dataset))
         except RunConflict as exc:
             raise ConfigError(str(exc)) from None
         if done:
@@ -106,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="folder that receives classical-<name>/summary.json")
     ap.add_argument("--artefact", default="fig5")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--short-last", default="reject", choices=["reject", "keep"],
+                    help="the data rule for a cut-off last segment shorter than n/10 (task.short_last)")
     args = ap.parse_args(argv)
     try:
-        run_classical(args.profile, args.out, args.artefact, args.threads)
+        run_classical(args.profile, args.out, args.artefact, args.threads, args.short_last)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

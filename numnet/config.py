@@ -86,6 +86,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"task.sigma must be >= 0, got {t.sigma}")
     if not (isinstance(t.length, int) and t.length >= 10):
         raise ConfigError(f"task.length must be an integer >= 10, got {t.length!r}")
+    from numnet.data.signals import SHORT_LAST
+
+    if OmegaConf.select(cfg, "task.short_last", default="reject") not in SHORT_LAST:
+        raise ConfigError(f"task.short_last must be one of {list(SHORT_LAST)}, got {t.short_last!r}")
     try:  # the model constructors hold the architectural bounds (depth, channels, Eq. 14, Eq. 56, ...)
         build_model(m.name, **model_kwargs(cfg))
     except (ValueError, TypeError) as exc:

@@ -89,7 +89,7 @@ def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
         ds = s["dataset"]
         model, _ = load_model(run)
         test = make_splits(int(ds["n_train"]), int(ds["n_val"]), int(ds["n_test"]), int(ds["data_seed"]),
-                           int(ds["length"]), float(ds["sigma"]))["test"]
+                           int(ds["length"]), float(ds["sigma"]), ds.get("short_last", "reject"))["test"]
         out = torch.cat([model(x) for x in test.noisy.split(1000)])
         mean = float(psnr(out, test.clean).mean())
         if abs(mean - float(m["test_psnr"])) > tolerance_db:

@@ -39,10 +39,10 @@ register_resolvers()
 
 
 @functools.lru_cache(maxsize=4)
-def _splits(n_train: int, n_val: int, n_test: int, seed: int, length: int, sigma: float):
+def _splits(n_train: int, n_val: int, n_test: int, seed: int, length: int, sigma: float, short_last: str = "reject"):
     from numnet.data.signals import make_splits
 
-    return make_splits(n_train, n_val, n_test, seed, length, sigma)
+    return make_splits(n_train, n_val, n_test, seed, length, sigma, short_last)
 
 
 def _loggers(cfg: DictConfig, out_dir: Path, run_name: str):
@@ -111,7 +111,7 @@ def _build(cfg: DictConfig):
     torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     p, t = cfg.profile, cfg.task
-    data = _splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma))
+    data = _splits(p.n_train, p.n_val, p.n_test, int(t.data_seed), int(t.length), float(t.sigma), str(t.short_last))
     model = build_model(cfg.model.name, **model_kwargs(cfg))
     task = DenoisingTask(model, lr=float(t.lr), data_range=float(t.data_range), batch_size=int(p.batch_size),
                          val_data=(data["val"].noisy, data["val"].clean), val_every=int(p.val_every),
@@ -166,7 +166,7 @@ def _finish(cfg: DictConfig, out_dir: Path, model, task, data, epochs: int, resu
         # wall time over all sittings of a resumed run (`wall_s`: this sitting alone); None where unknown
         "wall_s_total": wall_s_total,
         "dataset": {"n_train": p.n_train, "n_val": p.n_val, "n_test": p.n_test, "data_seed": int(t.data_seed),
-                    "length": int(t.length), "sigma": float(t.sigma)},
+                    "length": int(t.length), "sigma": float(t.sigma), "short_last": str(t.short_last)},
         "stability": model.stability(),
         "history": task.history,
         "wall_s": round(wall_s, 3),
@@ -437,7 +437,9 @@ def run_identity(config: dict) -> dict:
         model.pop("beta", None)  # Eq. (27) acts only on own weights per block
     profile = dict(config.get("profile") or {})
     profile.setdefault("patience", 0)  # runs recorded before early stopping trained max_epochs
-    return {"model": model, "profile": profile, **{k: config.get(k) for k in ("activation", "task", "seed")}}
+    task = dict(config.get("task") or {})
+    task.setdefault("short_last", "reject")  # runs recorded before the option used the rule that is the default
+    return {"model": model, "profile": profile, "task": task, **{k: config.get(k) for k in ("activation", "seed")}}
 
 
 def already_done(cfg: DictConfig, out_dir: Path, identity) -> bool:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from numnet.classical import run_classical
+from numnet.data.signals import SHORT_LAST
 from numnet.config import ConfigError, check_sweep_args, choices, compose_config, sweep_grid_errors
 from numnet.evaluate import CheckpointError, record_pooled
 from numnet.report.fig5 import write_fig5
@@ -82,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"training afresh into {out}/runs (earlier runs, if any, in {out}/previous-runs)"), flush=True)
     since = time.time()
     print(f"[{art}] profile={args.profile}: classical baselines", flush=True)
+    rule = next((o.split("=", 1)[1] for o in shlex.split(args.extra) if o.startswith("task.short_last=")), "reject")
     try:  # also the check that results/<fig>/runs holds no runs of another profile
-        run_classical(args.profile, out / "runs", art, args.threads)
+        run_classical(args.profile, out / "runs", art, args.threads, rule)
+        if experiment == "fig5":  # the classical filters under the other reading of the data rule, for comparison
+            other = next(r for r in SHORT_LAST if r != rule)
+            run_classical(args.profile, out / f"classical-{other}", art, args.threads, other)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -65,3 +65,25 @@ def test_batches_cover_the_data_once_per_epoch():
 def test_bad_sizes_rejected(sizes):
     with pytest.raises(ValueError, match="dataset sizes"):
         make_splits(*sizes, seed=0)
+
+
+def test_the_data_rule_for_a_short_last_segment():
+    """``reject`` redraws a signal whose cut-off last segment is shorter than n/10; ``keep`` keeps it (about a
+    third of the candidates), which makes the data harder for a classical filter; records made before the
+    option read as ``reject``; an unknown rule is refused."""
+    from numnet.config import ConfigError, compose_config, validate
+    from numnet.train import run_identity
+
+    last = lambda x: [_segments(s)[-1] for s in x]  # noqa: E731
+    rejected = piecewise_affine(300, 256, np.random.default_rng(1), "reject")
+    kept = piecewise_affine(300, 256, np.random.default_rng(1), "keep")
+    assert min(last(rejected)) >= 25
+    short = sum(l < 25 for l in last(kept))
+    assert 0.15 * 300 < short < 0.5 * 300
+    with pytest.raises(ValueError, match="short_last"):
+        piecewise_affine(3, 256, np.random.default_rng(1), "drop")
+    cfg = compose_config("profile=smoke")
+    old = {"task": {k: v for k, v in cfg.task.items() if k != "short_last"}, "profile": dict(cfg.profile)}
+    assert run_identity(old) == run_identity({"task": dict(cfg.task), "profile": dict(cfg.profile)})
+    with pytest.raises(ConfigError, match="task.short_last"):
+        validate(compose_config("profile=smoke", "task.short_last=drop"))

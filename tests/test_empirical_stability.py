@@ -28,3 +28,14 @@ def test_symresnet_respects_theorem_2_and_ascent_never_lowers_the_ratio():
         assert (lip["worst_found"] >= lip["random"] - 1e-6).all()
         if act == "charbonnier":  # monotone flux with L = 1 and tau <= 2/L: each block is nonexpansive
             assert float(lip["worst_found"].max()) <= 1.0 + 1e-4
+
+
+def test_more_starts_of_the_ascent_never_find_less():
+    """The Lipschitz search is a lower bound that grows with the search: extra starts keep the first one's
+    result and can only add to it."""
+    torch.manual_seed(1)
+    f = make_splits(1, 1, 8, 0)["test"].noisy
+    m = build_model("symresnet", depth=3, activation="perona_malik", lam=5.0, fused=False)
+    one = lipschitz_ratios(m, f, eps=0.05, n_random=2, ascent_steps=4, restarts=1)["worst_found"]
+    three = lipschitz_ratios(m, f, eps=0.05, n_random=2, ascent_steps=4, restarts=3)["worst_found"]
+    assert (three >= one - 1e-6).all()

@@ -44,6 +44,7 @@ def headline_rows(folder: Path) -> list[dict]:
     runs = collect(folder / "runs")
     nets = runs[(runs.status == "complete") & (runs.model != "classical")]
     return [{"activation": r.activation, "normalisation": r.normalisation, "test_psnr": float(r.test_psnr),
+             "pooled": None if pd.isna(r.test_psnr_pooled) else float(r.test_psnr_pooled),
              "paper": PAPER_FIG7[r.activation], "epochs": r.epochs, "profile": r.profile, "seed": r.seed,
              "holds": r.normalisation == "paper" and abs(r.test_psnr - PAPER_FIG7[r.activation]) <= TARGET_DB}
             for r in nets.itertuples()]

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from numnet.report.collect import best_of_seeds, collect
 from numnet.report.fig5 import findings, paper_comparison
 
@@ -141,10 +143,41 @@ def _fig7_paper(root: Path) -> list[str]:
         else:
             verdict = f"not held to it ({r['test_psnr'] - r['paper']:+.2f} dB): another model"
         rows.append(f"| Fig. 7, paper's protocol | SymResNet, 20 blocks, C = 16, {r['activation']}: {r['paper']} dB (paper) | "
-                    f"{r['test_psnr']:.2f} dB, {r['normalisation']} normalisation, {r['epochs']} epochs | "
+                    f"{r['test_psnr']:.2f} dB" + ("" if r["pooled"] is None else f" (pooled {r['pooled']:.2f})") +
+                    f", {r['normalisation']} normalisation, {r['epochs']} epochs | "
                     f"{r['profile']}, seed {r['seed']} | "
                     f"{verdict} | [curves.png](fig7-paper/curves.png) |")
     return rows or ["| Fig. 7, paper's protocol | SymResNet, 20 blocks, C = 16 | training (no run complete yet) | | | |"]
+
+
+def _paper_sweep(root: Path, fig: str, name: str) -> list[str]:
+    """A row for a figure's grid under the paper's protocol (``results/<fig>-paper``): while its sweep trains,
+    how many runs are complete; the findings are in its table.md."""
+    d = root / f"{fig}-paper"
+    if not (d / "runs").is_dir():
+        return [f"| {name}, paper's protocol | the figure's grid, 3 seeds, best on validation | not started | | | |"]
+    runs = collect(d / "runs")
+    nets = runs[runs.model != "classical"]
+    done = int((nets.status == "complete").sum())
+    training = (d / ".sweep-in-progress.json").exists()
+    state = "training, resumes" if training else "sweep finished"
+    return [f"| {name}, paper's protocol | the figure's grid, 3 seeds, best on validation | {done} networks complete, "
+            f"{int((nets.status != 'complete').sum())} failed ({state}); findings in [table.md]({fig}-paper/table.md) | "
+            f"paper | see table | [{fig}.png]({fig}-paper/{fig}.png) |"]
+
+
+def _early_stop(root: Path) -> list[str]:
+    """The row of ``results/early-stop``: what the paper profile's early stop costs."""
+    path = root / "early-stop" / "early_stop.csv"
+    if not path.exists():
+        return []
+    t = pd.read_csv(path)
+    if t.empty:
+        return []
+    return [f"| Early stop (beyond the paper) | `profile=paper` stops after 200 epochs without a better validation PSNR | "
+            f"over {len(t)} full 2000-epoch runs it would lose at most {t.loss_db.max():.3f} dB of validation PSNR and "
+            f"save {100 * t.epochs_saved.mean():.0f} % of the epochs | paper, seed 0 | "
+            f"{_yes(t.loss_db.max() <= 0.05)} (at most 0.05 dB) | [table.md](early-stop/table.md) |"]
 
 
 def _fig9(root: Path) -> list[str]:
@@ -210,6 +243,7 @@ def build_report(root: str | Path = "results") -> str:
     lines += _fig2(root) + _fig5(root) + _kernels(root)
     lines += _sweep(root, "fig6", "Fig. 6", "time-dynamic networks (Sec. 7.1.4)")
     lines += _sweep(root, "fig7", "Fig. 7", "16-channel networks (Sec. 7.1.5)") + _fig7_paper(root)
+    lines += _paper_sweep(root, "fig5", "Fig. 5") + _paper_sweep(root, "fig6", "Fig. 6") + _early_stop(root)
     lines += _fig9(root) + _theory(root) + _stability(root)
     lines.append("")
     return "\n".join(lines)
