@@ -167,7 +167,7 @@ def _table(df: pd.DataFrame, out: Path, prov: dict) -> None:
              "For each trained network at the largest depth of its sweep, on the first "
              f"{prov['signals']} noisy test signals ``f``: the largest ``||N(f)|| / ||f||``, and the largest Lipschitz "
              "ratio ``||N(f + d) - N(f)|| / ||d||`` over 8 random perturbations per signal and the largest met by "
-             f"{args.restarts} runs of {args.ascent_steps} steps of projected gradient ascent (worst found: a lower "
+             f"{prov['restarts']} runs of {prov['ascent_steps']} steps of projected gradient ascent (worst found: a lower "
              "bound of the largest ratio; a longer search can find more), for perturbation sizes "
              "``||d|| = eps ||f||``; per block the "
              "``||K||_2`` of the kernels it applies and its stability condition over the condition's bound "
