@@ -267,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = 5 if args.quick else args.steps
     timing = {"repeats": 1, "min_s": 0.0} if args.quick else {}
     t0 = time.perf_counter()
+    load = [round(x, 2) for x in os.getloadavg()]
     bw = copy_bandwidth(128 if args.quick else 512)
     print(f"[bench] copy bandwidth {bw / 1e9:.2f} GB/s", flush=True)
     data = 50 * torch.randn(4096, 1, N, generator=torch.Generator().manual_seed(0))
@@ -399,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
               "`sweep_wall_s` in `results/fig5/PROVENANCE.json`."]
     lines.append("")
     prov = {"artefact": "bench", **provenance(), "wall_s": round(time.perf_counter() - t0, 1),
+            "load_average_at_start": load,  # other processes on the machine skew absolute times, less the ratios
             "bandwidth_GBps": round(bw / 1e9, 3), "quick": args.quick}
     write_artefact(out, lines, prov)
     print(f"[bench] wrote {out}/bench.csv and table.md in {prov['wall_s']} s")
