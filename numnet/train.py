@@ -99,6 +99,17 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def _fit(trainer, module, batches, ckpt_path) -> None:
+    """``trainer.fit``; Lightning ends a Ctrl-C with a bare ``sys.exit(1)`` after its graceful stop, which is
+    turned back into the ``KeyboardInterrupt`` it was (SIGTERM's own exit passes through as it is)."""
+    try:
+        trainer.fit(module, train_dataloaders=batches, ckpt_path=ckpt_path)
+    except SystemExit as exc:
+        if type(exc).__name__ != "SIGTERMException" and trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def _build(cfg: DictConfig):
     """The run's seeded model, its task (validation data, early stop) and the dataset splits, built exactly
     as every engine builds them: the seed first, then the data, then the model's initial weights."""
@@ -240,7 +251,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     )
     try:
         # the task validates (DenoisingTask); `resume`: the checkpoint of an interrupted invocation
-        trainer.fit(task, train_dataloaders=train_batches, ckpt_path=resume)
+        _fit(trainer, task, train_batches, resume)
         model.to("cpu")
         return _finish(cfg, out_dir, model, task, data, trainer.current_epoch, resume is not None,
                        time.perf_counter() - t0, _wall_total(callbacks, time.perf_counter() - t0), loggers)
@@ -367,7 +378,7 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
                          deterministic=bool(cfg0.trainer.deterministic), logger=False, callbacks=callbacks,
                          enable_checkpointing=bool(callbacks), enable_model_summary=False, enable_progress_bar=False,
                          num_sanity_val_steps=0, default_root_dir=str(out_dirs[0].parent))
-    trainer.fit(pack, train_dataloaders=pack.loader(), ckpt_path=ckpt)
+    _fit(trainer, pack, pack.loader(), ckpt)
     for c in callbacks:  # the pack is done: nothing to resume
         c.path.unlink(missing_ok=True)
     return summaries
@@ -556,6 +567,11 @@ def precheck_output_roots(argv: list[str]) -> None:
             check_writable(value)
 
 
+#: what to do after an interruption (the checkpoint stays in the run folder)
+_RESUME_HINT = ("a sweep resumes when the same command runs again (finished runs are kept); a single run resumes "
+                "with hydra.run.dir=<its run folder>")
+
+
 def run_cli(module: str, config_name: str = "train") -> None:
     """``python -m <module>``: the output-root and override prechecks (one line for an unknown group
     option or key), then ``<module>.main`` imported by name, so that launchers that pickle the task
@@ -572,12 +588,15 @@ def run_cli(module: str, config_name: str = "train") -> None:
         sys.exit(2)
     try:
         importlib.import_module(module).main()
+    except KeyboardInterrupt:
+        print(f"[numnet] interrupted; {_RESUME_HINT}", file=sys.stderr, flush=True)
+        sys.exit(130)
     except SystemExit as exc:
         # Lightning stops a run on SIGTERM at the end of the epoch (its checkpoint written) with a bare
         # SystemExit, status 0: say so and exit with 143, so that a sweep stopped this way is not taken for
         # a finished one
         if type(exc).__name__ == "SIGTERMException":
-            print("[numnet] stopped by SIGTERM: run the same command again to resume", file=sys.stderr, flush=True)
+            print(f"[numnet] stopped by SIGTERM; {_RESUME_HINT}", file=sys.stderr, flush=True)
             sys.exit(143)
         raise
 

@@ -101,9 +101,35 @@ def test_sigterm_stops_a_run_with_status_143_and_it_resumes(tmp_path):
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
-    assert "stopped by SIGTERM" in err
+    assert "stopped by SIGTERM" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "summary.json").exists() and ckpt.exists()
     again = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     summary = read_summary(tmp_path / "run" / "summary.json")
     assert summary["status"] == "complete" and summary["resumed"] and summary["epochs"] == 300
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_run_with_one_line_and_status_130(tmp_path):
+    """Ctrl-C (SIGINT) ends a run with one line on stderr and status 130, its checkpoint kept, no summary."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "numnet.train", "profile=smoke", "profile.n_train=2000", "profile.max_epochs=20000",
+           "logger=none", "trainer.progress_bar=false", "trainer.checkpoint_every_s=0.2", "model.depth=5",
+           f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    ckpt = tmp_path / "run" / RESUME_FILE
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines() == [err.strip()] and "interrupted" in err
+    assert ckpt.exists() and not (tmp_path / "run" / "summary.json").exists()

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 __all__ = ["ARCHS", "ACTS", "LABELS", "CLASSICAL_OF", "value", "provenance_lines", "psnr_tables", "sibling",
-           "averaging_lines",
+           "averaging_lines", "progress_lines",
            "profile_comparison_lines",
            "params_table", "classical_lines", "failed_lines", "sweep_figure", "read_provenance"]
 
@@ -67,6 +67,18 @@ def profile_comparison_lines(folder: Path, best: pd.DataFrame) -> list[str]:
         pivot.columns = [LABELS[c] for c in pivot.columns]
         lines += [f"{LABELS[act]}: difference [dB] by number of blocks", "", pivot.round(2).to_markdown(), ""]
     return lines
+
+
+def progress_lines(folder: Path, runs: pd.DataFrame) -> list[str]:
+    """A notice while the folder's sweep has not run to its end (its in-progress marker is there)."""
+    from numnet.runinfo import SWEEP_MARKER
+
+    if not (folder / SWEEP_MARKER).exists():
+        return []
+    nets = runs[runs.model != "classical"]
+    return [f"**Sweep in progress**: {int((nets.status == 'complete').sum())} networks complete so far; the tables "
+            "below hold what is finished, and the same make target resumes the sweep. Its provenance is written "
+            "when it ends; each run's is in its `summary.json`.", ""]
 
 
 def averaging_lines(runs: pd.DataFrame) -> list[str]:
