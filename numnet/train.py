@@ -449,7 +449,8 @@ def run_identity(config: dict) -> dict:
     profile = dict(config.get("profile") or {})
     profile.setdefault("patience", 0)  # runs recorded before early stopping trained max_epochs
     task = dict(config.get("task") or {})
-    task.setdefault("short_last", "reject")  # runs recorded before the option used the rule that is the default
+    if task.get("short_last", "reject") == "reject":  # the default: the rule of every run recorded before the option
+        task.pop("short_last", None)  # (left out, so that identities stored in older checkpoints still match)
     return {"model": model, "profile": profile, "task": task, **{k: config.get(k) for k in ("activation", "seed")}}
 
 

@@ -84,6 +84,9 @@ def test_the_data_rule_for_a_short_last_segment():
         piecewise_affine(3, 256, np.random.default_rng(1), "drop")
     cfg = compose_config("profile=smoke")
     old = {"task": {k: v for k, v in cfg.task.items() if k != "short_last"}, "profile": dict(cfg.profile)}
-    assert run_identity(old) == run_identity({"task": dict(cfg.task), "profile": dict(cfg.profile)})
+    assert run_identity(old) == run_identity({"task": dict(cfg.task), "profile": dict(cfg.profile)}) == {
+        **run_identity(old), "task": old["task"]}  # identities stored before the option still match
+    keep = compose_config("profile=smoke", "task.short_last=keep")
+    assert run_identity({"task": dict(keep.task), "profile": dict(keep.profile)}) != run_identity(old)
     with pytest.raises(ConfigError, match="task.short_last"):
         validate(compose_config("profile=smoke", "task.short_last=drop"))
