@@ -13,6 +13,7 @@ checked against the stored one and both readings written to ``<run>/evaluation.j
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from numnet.data.signals import make_splits
 from numnet.metrics import pooled_psnr, psnr
 from numnet.models import build_model, recorded_kwargs
 
-__all__ = ["load_model", "evaluate", "record_pooled", "EVALUATION_FILE"]
+__all__ = ["load_model", "evaluate", "psnr_readings", "record_pooled", "EVALUATION_FILE"]
 
 #: a run's later evaluation (``record_pooled``), beside its ``summary.json``
 EVALUATION_FILE = "evaluation.json"
@@ -57,16 +58,25 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 @torch.no_grad()
+def psnr_readings(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor, data_range: float = 255.0,
+                  chunk: int = 1000) -> dict[str, float]:
+    """The model's test PSNR on ``(noisy, clean)`` read both ways: the mean of the per-signal PSNRs
+    (``test_psnr``, the tables' headline) and the pooled one over the whole set (``test_psnr_pooled``)."""
+    out = torch.cat([model(x) for x in noisy.split(chunk)])
+    return {"test_psnr": float(psnr(out, clean, data_range).mean()), "test_psnr_pooled": pooled_psnr(out, clean, data_range)}
+
+
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, seed: int, n: int, length: int = 256, sigma: float = 10.0) -> dict:
     data = make_splits(1, 1, n, seed, length, sigma)["test"]
-    out = model(data.noisy)
-    return {
-        "test_psnr": float(psnr(out, data.clean).mean()),
-        "test_psnr_pooled": pooled_psnr(out, data.clean),
-        "noisy_psnr": float(psnr(data.noisy, data.clean).mean()),
-        "n": n,
-        "seed": seed,
-    }
+    return {**psnr_readings(model, data.noisy, data.clean), "noisy_psnr": float(psnr(data.noisy, data.clean).mean()),
+            "n": n, "seed": seed}
+
+
+@functools.lru_cache(maxsize=4)
+def _test_split(n_test: int, seed: int, length: int, sigma: float, short_last: str):
+    """A run's test split, built once for all runs that share it (it depends only on these, ``make_splits``)."""
+    return make_splits(1, 1, n_test, seed, length, sigma, short_last)["test"]
 
 
 @torch.no_grad()
@@ -75,7 +85,6 @@ def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
     ``runs_dir`` whose summary does not record the pooled PSNR and that has none yet; the run's own test set
     is rebuilt from its summary and the mean PSNR must match the stored one within ``tolerance_db`` (else
     ``ValueError``: the test set or the weights are not the run's). Returns the number written."""
-    from numnet.data.signals import make_splits
     from numnet.runinfo import provenance, write_json_atomic
 
     written = 0
@@ -88,15 +97,13 @@ def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
             continue
         ds = s["dataset"]
         model, _ = load_model(run)
-        test = make_splits(int(ds["n_train"]), int(ds["n_val"]), int(ds["n_test"]), int(ds["data_seed"]),
-                           int(ds["length"]), float(ds["sigma"]), ds.get("short_last", "reject"))["test"]
-        out = torch.cat([model(x) for x in test.noisy.split(1000)])
-        mean = float(psnr(out, test.clean).mean())
-        if abs(mean - float(m["test_psnr"])) > tolerance_db:
-            raise ValueError(f"{run}: mean test PSNR {mean:.4f} dB, stored {m['test_psnr']:.4f} dB: not the run's "
-                             "test set or weights")
-        write_json_atomic(run / EVALUATION_FILE, {"test_psnr": mean, "test_psnr_pooled": pooled_psnr(out, test.clean),
-                                                  "noisy_test_psnr_pooled": pooled_psnr(test.noisy, test.clean),
+        test = _test_split(int(ds["n_test"]), int(ds["data_seed"]), int(ds["length"]), float(ds["sigma"]),
+                           ds.get("short_last", "reject"))
+        got = psnr_readings(model, test.noisy, test.clean)
+        if abs(got["test_psnr"] - float(m["test_psnr"])) > tolerance_db:
+            raise ValueError(f"{run}: mean test PSNR {got['test_psnr']:.4f} dB, stored {m['test_psnr']:.4f} dB: not "
+                             "the run's test set or weights")
+        write_json_atomic(run / EVALUATION_FILE, {**got, "noisy_test_psnr_pooled": pooled_psnr(test.noisy, test.clean),
                                                   "dataset": ds, "provenance": provenance()})
         written += 1
     return written

@@ -116,7 +116,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from numnet.models.inpainting import build_inpainter
     from numnet.runinfo import atomic_torch_save, provenance
     from numnet.tasks.inpainting import InpaintingTask
-    from numnet.train import _quiet_lightning
+    from numnet.train import _quiet_lightning, close_loggers
 
     t0 = time.perf_counter()
     _quiet_lightning()
@@ -154,10 +154,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                           out_dir / "model.pt")
         return summary
     finally:
-        if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
-            import wandb
-
-            wandb.finish()
+        close_loggers(loggers)
 
 
 class _OneBatch:

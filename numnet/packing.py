@@ -58,8 +58,6 @@ def _resumable(jobs: list, todo: list[int], sweep_dir: Path) -> list[tuple[list[
     hold runs still to train: each as the job indices of all its members (in the checkpoint's order: the
     pack is rebuilt as it was) and the set of those it resumes (still training at the checkpoint and not
     recorded since). A checkpoint of other runs is left alone; one with nothing to resume is removed."""
-    import torch
-
     from numnet.tasks.checkpoint import stored_identity
     from numnet.train import PACKS_DIR
 
@@ -68,8 +66,8 @@ def _resumable(jobs: list, todo: list[int], sweep_dir: Path) -> list[tuple[list[
     found = []
     for path in sorted((sweep_dir / PACKS_DIR).glob("*.ckpt")):
         try:
-            names = [n for n, _ in stored_identity(path)]
-            active = torch.load(path, map_location="cpu", weights_only=True)["numnet_pack"]["active"]
+            identity, ckpt = stored_identity(path)
+            names, active = [n for n, _ in identity], ckpt["numnet_pack"]["active"]
         except (ValueError, KeyError) as exc:
             print(f"[numnet] pack checkpoint {path} ignored: {exc}", flush=True)
             continue

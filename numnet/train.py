@@ -136,18 +136,17 @@ def _finish(cfg: DictConfig, out_dir: Path, model, task, data, epochs: int, resu
     (``overrides``: the run's command-line overrides; default Hydra's record of the current job)."""
     import torch
 
-    from numnet.evaluate import WEIGHTS_FORMAT
+    from numnet.evaluate import WEIGHTS_FORMAT, psnr_readings
     from numnet.metrics import pooled_psnr, psnr
     from numnet.runinfo import atomic_torch_save, provenance
 
     p, t = cfg.profile, cfg.task
     test = data["test"]
+    model.eval()
+    readings = psnr_readings(model, test.noisy, test.clean, float(t.data_range))
+    test_psnr = readings["test_psnr"]
     with torch.no_grad():
-        model.eval()
-        out = torch.cat([model(x) for x in test.noisy.split(1000)])
-        test_psnr = float(psnr(out, test.clean, float(t.data_range)).mean())
         noisy_psnr = float(psnr(test.noisy, test.clean, float(t.data_range)).mean())
-        pooled = pooled_psnr(out, test.clean, float(t.data_range))
         noisy_pooled = pooled_psnr(test.noisy, test.clean, float(t.data_range))
     summary = {
         "status": "complete",
@@ -167,7 +166,7 @@ def _finish(cfg: DictConfig, out_dir: Path, model, task, data, epochs: int, resu
             "test_psnr": test_psnr,
             "noisy_test_psnr": noisy_psnr,
             # PSNR from the mean squared error over the whole test set (the headline is the mean per signal)
-            "test_psnr_pooled": pooled,
+            "test_psnr_pooled": readings["test_psnr_pooled"],
             "noisy_test_psnr_pooled": noisy_pooled,
             "best_epoch": task.best_epoch,
         },
@@ -256,10 +255,15 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         return _finish(cfg, out_dir, model, task, data, trainer.current_epoch, resume is not None,
                        time.perf_counter() - t0, _wall_total(callbacks, time.perf_counter() - t0), loggers)
     finally:
-        if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
-            import wandb
+        close_loggers(loggers)
 
-            wandb.finish()
+
+def close_loggers(loggers) -> None:
+    """Ends the run's wandb run where it logs to wandb (each run of a process gets its own)."""
+    if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()
 
 
 def pack_key(cfg: DictConfig) -> str:
@@ -352,10 +356,7 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
             summary = _finish(cfg, out_dir, task.model, task, data, epochs, ckpt is not None, wall, total, loggers,
                               overrides[m] if overrides else [])
         finally:
-            if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
-                import wandb
-
-                wandb.finish()
+            close_loggers(loggers)
         summary["engine"] = "packed"
         summary["pack_size"] = len(cfgs)
         write_json_atomic(out_dir / "summary.json", summary)
@@ -368,8 +369,7 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
 
     pack = PackedDenoising([b[2] for b in built], (data["train"].noisy, data["train"].clean), int(p.batch_size),
                            [int(c.seed) for c in cfgs], float(cfg0.task.lr), int(cfg0.trainer.steps_per_batch),
-                           on_done)
-    pack.skip = set(done)
+                           on_done, skip=done)
     if float(cfg0.trainer.checkpoint_every_s) > 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         callbacks.append(ResumeCheckpoint(path.parent, identity, pack.shufflers, float(cfg0.trainer.checkpoint_every_s),

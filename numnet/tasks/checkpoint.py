@@ -69,19 +69,19 @@ def read_resume(out_dir: str | os.PathLike, identity: Any, name: str = RESUME_FI
     if not path.is_file():
         return None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        stored = ckpt["callbacks"][ResumeCheckpoint.__qualname__]["identity"]
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"cannot resume from {path}: the checkpoint is unreadable ({type(exc).__name__}); "
-                         f"remove it to train this run from the start") from None
+        stored, _ = stored_identity(path)
+    except ValueError as exc:
+        raise ValueError(f"cannot resume: {exc}; remove it to train this run from the start") from None
     if stored != identity:
         raise ValueError(f"{path} is a checkpoint of another configuration; remove it to train this run from the start")
     return path
 
 
-def stored_identity(path: str | os.PathLike) -> Any:
-    """The identity a resume checkpoint was written for; ``ValueError`` when the file is unreadable."""
+def stored_identity(path: str | os.PathLike) -> tuple[Any, dict]:
+    """The identity a resume checkpoint was written for, and the checkpoint itself (read once); ``ValueError``
+    when the file is unreadable."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)["callbacks"][ResumeCheckpoint.__qualname__]["identity"]
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return ckpt["callbacks"][ResumeCheckpoint.__qualname__]["identity"], ckpt
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise ValueError(f"{path} is unreadable ({type(exc).__name__})") from None

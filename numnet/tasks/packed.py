@@ -71,7 +71,8 @@ class PackedDenoising(pl.LightningModule):
 
     def __init__(self, tasks: list[DenoisingTask], train: tuple[torch.Tensor, torch.Tensor], batch_size: int,
                  seeds: list[int], lr: float, steps_per_batch: int = 1,
-                 on_done: Callable[[int, DenoisingTask, BaseException | None], None] | None = None) -> None:
+                 on_done: Callable[[int, DenoisingTask, BaseException | None], None] | None = None,
+                 skip: set[int] = frozenset()) -> None:
         super().__init__()
         if len(tasks) != len(seeds) or not tasks:
             raise ValueError(f"a pack needs one seed per network, got {len(tasks)} networks and {len(seeds)} seeds")
@@ -87,7 +88,7 @@ class PackedDenoising(pl.LightningModule):
         #: indices of the networks still training
         self.active = list(range(len(tasks)))
         #: networks already recorded (a resumed pack whose checkpoint predates their end): never trained again
-        self.skip: set[int] = set()
+        self.skip = set(skip)
         self._perm: dict[int, torch.Tensor] = {}
         self._acc = [[0.0, 0] for _ in tasks]
         self.automatic_optimization = False
@@ -102,16 +103,16 @@ class PackedDenoising(pl.LightningModule):
 
     # -- resume: which networks still train and their validation records (weights, Adam: Lightning's) -----
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["numnet_pack"] = {"active": list(self.active),
-                                     "tasks": [{k: getattr(t, k) for k in DenoisingTask._RESUME_KEYS}
-                                               for t in self.tasks]}
+        records = [{} for _ in self.tasks]
+        for t, record in zip(self.tasks, records):  # each network's record as its own checkpoint holds it
+            t.on_save_checkpoint(record)
+        checkpoint["numnet_pack"] = {"active": list(self.active), "tasks": records}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["numnet_pack"]
         self.active = list(state["active"])
         for t, record in zip(self.tasks, state["tasks"]):
-            for k, v in record.items():
-                setattr(t, k, v)
+            t.on_load_checkpoint(record)
 
     def on_train_epoch_start(self) -> None:
         for m in [m for m in self.active if m in self.skip]:  # recorded before an interruption: not trained again
