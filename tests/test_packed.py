@@ -101,9 +101,11 @@ def test_pack_members_stop_and_fail_on_their_own(tmp_path):
         assert torch.allclose(v, ref[k], rtol=1e-5, atol=1e-6), k
 
 
-def test_interrupted_pack_resumes_as_if_uninterrupted(tmp_path, monkeypatch):
+@pytest.mark.parametrize("legacy", [False, True], ids=["current", "legacy-records"])
+def test_interrupted_pack_resumes_as_if_uninterrupted(tmp_path, monkeypatch, legacy):
     """A pack stopped by an error after its checkpoint of epoch 5 resumes from it (the network that stopped
-    early before is not trained again) and ends with the parameters of an uninterrupted pack."""
+    early before is not trained again) and ends with the parameters of an uninterrupted pack; also from a
+    checkpoint whose network records are stored bare, as packs saved them before the tasks' hooks did."""
     from numnet.tasks.packed import PackedDenoising
     from numnet.train import pack_file
 
@@ -129,6 +131,10 @@ def test_interrupted_pack_resumes_as_if_uninterrupted(tmp_path, monkeypatch):
     assert pack_file(cut).exists()
     first = json.loads((cut[2] / "summary.json").read_text())  # the early stop came before the interruption
     assert first["stopped_early"] and first["epochs"] <= 6
+    if legacy:
+        ckpt = torch.load(pack_file(cut), weights_only=False)
+        ckpt["numnet_pack"]["tasks"] = [r["numnet_task"] for r in ckpt["numnet_pack"]["tasks"]]
+        torch.save(ckpt, pack_file(cut))
     monkeypatch.setattr(PackedDenoising, "on_train_epoch_end", original)
     summaries = train_pack(cfgs, cut, done={2})
     assert summaries[2] is None and json.loads((cut[2] / "summary.json").read_text()) == first

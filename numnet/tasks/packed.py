@@ -112,7 +112,8 @@ class PackedDenoising(pl.LightningModule):
         state = checkpoint["numnet_pack"]
         self.active = list(state["active"])
         for t, record in zip(self.tasks, state["tasks"]):
-            t.on_load_checkpoint(record)
+            # packs saved before the tasks' own hooks wrote their records hold the record's fields bare
+            t.on_load_checkpoint(record if "numnet_task" in record else {"numnet_task": record})
 
     def on_train_epoch_start(self) -> None:
         for m in [m for m in self.active if m in self.skip]:  # recorded before an interruption: not trained again
