@@ -15,6 +15,9 @@ def test_default_is_the_papers_rule_and_provable_is_one_override_away():
     validate(cfg)
     assert run_name(cfg).endswith("-own-provable-s0") or run_name(cfg).endswith("-shared-provable-s0")
     assert "provable" not in run_name(compose_config())
+    tight = compose_config("model.normalisation=tight", "model.channels=4")
+    validate(tight)
+    assert "-tight-s0" in run_name(tight) and run_identity(dict(tight))["model"]["normalisation"] == "tight"
 
 
 def test_unknown_rule_is_a_one_line_config_error():
@@ -56,9 +59,10 @@ def test_condition_ratio_flags_what_the_papers_rule_lets_through():
     assert ratios["provable"] <= 1.0 + 1e-9
 
 
+@pytest.mark.parametrize("rule", ["provable", "tight"])
 @pytest.mark.parametrize("name", ["symresnet", "dufort_frankel", "fsi", "implicit"])
-def test_provable_rule_keeps_every_stability_condition(name, gen):
-    net = build_model(name, depth=4, channels=4, shared=False, activation="perona_malik", normalisation="provable")
+def test_guaranteed_rules_keep_every_stability_condition(name, rule, gen):
+    net = build_model(name, depth=4, channels=4, shared=False, activation="perona_malik", normalisation=rule)
     with torch.no_grad():
         net.w.copy_(torch.randn(net.w.shape, generator=gen))
         net.tau_raw.fill_(40.0)  # the largest step the reparametrisation allows

@@ -62,7 +62,7 @@ FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
 #: architecture -> code of the coefficient map inside :class:`FusedStep`
 ARCH_CODES = {"symresnet": 0, "dufort_frankel": 1, "fsi": 2}
 #: normalisation rule (:data:`numnet.nn.stencil.NORMALISATIONS`) -> code of the kernel specialisation
-NORM_CODES = {"paper": 0, "provable": 1}
+NORM_CODES = {"paper": 0, "provable": 1, "tight": 1}  # one channel: both guaranteed rules take the Schur bound
 
 #: ``eps`` of :func:`numnet.nn.stencil.normalise`
 _EPS = 1e-12

@@ -15,7 +15,7 @@ RUN_COLUMNS = [
 
 
 def normalisation_of(summary: dict) -> str | None:
-    """The kernel normalisation rule of a run (Sec. 3.3): ``paper`` or ``provable``; summaries written
+    """The kernel normalisation rule of a run (Sec. 3.3): ``paper``, ``provable`` or ``tight``; summaries written
     before the option existed trained with the provable rule; ``None`` for models that do not normalise
     (ResNet) and for the classical filters."""
     from numnet.models import recorded_kwargs

@@ -148,7 +148,7 @@ def _curves(histories: dict[str, list[dict]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (name, hist) in enumerate(sorted(histories.items())):
         act = next((a for a in ACTS if f"-{a}-" in name), None)
-        style = "--" if "-provable" in name else "-"
+        style = "--" if "-provable" in name or "-tight" in name else "-"
         ax.plot([h["epoch"] for h in hist], [h["val_psnr"] for h in hist], style, lw=1.2,
                 color=f"C{ACTS.index(act) if act else i}", label=name)
     for act, p in PAPER_FIG7.items():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from numnet.nn.stencil import GUARANTEED
 from numnet.report.collect import best_of_seeds, collect
 from numnet.report.fig5 import findings, paper_comparison
 
@@ -206,7 +207,7 @@ def _stability(root: Path) -> list[str]:
     rows = []
     lip = ", ".join(f"{a}: {float(df[df.activation == a]['lip_worst_eps0.01'].max()):.2f}"
                     for a in ("relu", "charbonnier", "perona_malik") if (df.activation == a).any())
-    sym = df[(df.model == "symresnet") & (df.normalisation == "provable")]
+    sym = df[(df.model == "symresnet") & (df.normalisation.isin(GUARANTEED))]
     if not sym.empty:
         worst = float(sym.norm_ratio_max.max())
         rows.append(f"| Stability (beyond the paper) | Theorem 2: ‖N(f)‖ <= ‖f‖ for the symmetric ResNet (provable "
