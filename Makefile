@@ -19,7 +19,7 @@ PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
+.PHONY: help install test test-fast reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) RESULTS=$(RESULTS) EXTRA='$(EXTRA)' ENGINE=$(ENGINE) PYTEST_ARGS='$(PYTEST_ARGS)' TORCH_SPEC=$(TORCH_SPEC))"
@@ -37,8 +37,11 @@ install: ## (re)create the environment; TORCH_SPEC=... picks another torch build
 	rm -f $(STAMP)
 	$(MAKE) $(STAMP) TORCH_SPEC='$(TORCH_SPEC)'
 
-test: $(STAMP) ## run the test suite (a few minutes on 2 cores)
+test: $(STAMP) ## run the whole test suite: unit, integration, cli and slow tiers (about 10 minutes on 2 cores)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the unit tier only, for the inner loop (under a minute on 2 cores)
+	$(PY) -m pytest -m "not slow and not cli and not integration" $(PYTEST_ARGS)
 
 SWEEP = $(PY) scripts/reproduce_sweep.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)' --engine $(ENGINE)
 

@@ -22,23 +22,9 @@ import torch
 from numnet.config import ConfigError, check_writable, choices, compose_config
 from numnet.evaluate import load_model
 from numnet.report.artefact import write_artefact
+from numnet.report.kernels import LIMIT, PAPER, kernel_measures
 from numnet.runinfo import provenance, read_summary, write_json_atomic
 from numnet.train import execute
-
-PAPER = {"k1": (0.922, -0.917, 0.006), "k2": (0.051, 0.437, -0.489), "b1": 1.6e-1, "b2": 1.2e-5,
-         "k2_over_limit": (0.102, 0.874, -0.978)}
-LIMIT = 0.5  # 2 / (L ||D||^2) for the forward difference D, L = 1
-
-
-def kernel_measures(k1: torch.Tensor, k2: torch.Tensor) -> dict:
-    """Symmetry measure after dividing by the limit, and the fitted tau of ``k2 ~ -tau mirror(k1)``."""
-    mirror = k1.flip(0)
-    return {
-        "symmetry": float((k2 / LIMIT + mirror).norm() / k1.norm()),
-        "tau_fit": float(-(k2 @ mirror) / (mirror @ mirror)),
-        "fit_residual": float((k2 + float(-(k2 @ mirror) / (mirror @ mirror)) * mirror).norm() / k2.norm()),
-    }
-
 
 def _fmt(v) -> str:
     return "(" + ", ".join(f"{x:.3f}" for x in v) + ")"

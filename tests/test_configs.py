@@ -80,6 +80,7 @@ def test_unknown_model_name_in_config_lists_choices():
         validate(cfg)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("args,message", [
     (["activation=foo"], "activation=foo is unknown; choose one of ['charbonnier', 'perona_malik', 'relu']"),
     (["profile=nonexistent"], "profile=nonexistent is unknown; choose one of"),

@@ -71,6 +71,7 @@ def test_initial_guess_keeps_known_pixels_and_fills_with_local_averages():
     assert float(u.min()) >= 20 and float(u.max()) <= 100
 
 
+@pytest.mark.integration
 def test_training_lowers_the_residual_loss():
     from numnet.tasks.inpainting import InpaintingTask
 
@@ -101,6 +102,7 @@ def test_bad_input_is_rejected():
         FMGNet(order=(2, 1))
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("override,message", [("inpaint_model=vit", "inpaint_model"), ("data.crop=30", "data.crop"),
                                               ("data.density=0", "data.density"), ("inpaint_profile.steps=0", "steps"),
                                               ("eed.lam=-1", "eed.lam")])
@@ -112,6 +114,7 @@ def test_inpaint_config_errors_are_one_line_before_compute(override, message, tm
     assert not list(tmp_path.glob("**/model.pt"))
 
 
+@pytest.mark.slow
 def test_reproduce_fig9_smoke_writes_every_artefact_and_resumes(tmp_path):
     cmd = [sys.executable, "scripts/reproduce_fig9.py", "--profile", "smoke", "--logger", "none", "--results", str(tmp_path)]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

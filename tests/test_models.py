@@ -60,7 +60,9 @@ def test_symresnet_with_classical_weights_is_the_explicit_scheme(gen):
     assert torch.allclose(net(f), u, atol=1e-10)
 
 
-def test_fsi_with_unit_weights_is_explicit_and_classical_weights_extrapolate(gen):
+def test_fsi_with_unit_weights_is_explicit(gen):
+    """alpha_l = 1 (the initialisation): FSI is the explicit scheme; with the classical extrapolation weights of
+    Eq. (21) it is the FSI scheme (``tests/test_schemes.py``)."""
     net = FSINet(depth=4, activation="charbonnier").double()
     sym = SymResNet(depth=4, activation="charbonnier").double()
     with torch.no_grad():

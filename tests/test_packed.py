@@ -36,6 +36,7 @@ def _state(folder: Path) -> dict:
     return torch.load(folder / "model.pt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.integration
 def test_pack_equals_the_networks_trained_one_by_one(tmp_path):
     """300 Adam steps per network (10 per epoch, 30 epochs): parameters, validation history, best epoch and
     test PSNR of every network of a pack equal those of the network trained alone by the per-run engine."""
@@ -67,6 +68,7 @@ def test_pack_equals_the_networks_trained_one_by_one(tmp_path):
         assert float(moved.abs().max()) > 0
 
 
+@pytest.mark.integration
 def test_pack_members_stop_and_fail_on_their_own(tmp_path):
     """A network whose patience runs out leaves the pack at its own epoch and one whose loss is not finite is
     recorded ``failed``; the others train on to the end with the numbers they have alone."""
@@ -101,6 +103,7 @@ def test_pack_members_stop_and_fail_on_their_own(tmp_path):
         assert torch.allclose(v, ref[k], rtol=1e-5, atol=1e-6), k
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("legacy", [False, True], ids=["current", "legacy-records"])
 def test_interrupted_pack_resumes_as_if_uninterrupted(tmp_path, monkeypatch, legacy):
     """A pack stopped by an error after its checkpoint of epoch 5 resumes from it (the network that stopped

@@ -77,12 +77,9 @@ def test_overview_needs_a_results_folder(tmp_path):
 
 
 def test_kernel_symmetry_measure():
-    import sys
-
     import torch
 
-    sys.path.insert(0, str(REPO / "scripts"))
-    from reproduce_kernels import PAPER, kernel_measures
+    from numnet.report.kernels import PAPER, kernel_measures
 
     k1 = torch.tensor([0.0, -1.0, 1.0], dtype=torch.float64)
     exact = kernel_measures(k1, -0.5 * k1.flip(0))  # a diffusion block at the limit tau = 0.5

@@ -47,6 +47,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.integration
 def test_checkpoint_of_another_configuration_or_unreadable_is_refused(tmp_path, monkeypatch):
     cfg = _cfg("trainer.checkpoint_every_s=1e-9")
     with monkeypatch.context() as m:

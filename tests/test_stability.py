@@ -118,10 +118,23 @@ def test_dufort_frankel_with_tau_alpha_half_is_explicit(gen):
     assert torch.allclose(dufort_frankel_step(u, prev, w, tau, alpha, flux), diffusion_step(u, w, tau, flux))
 
 
-def test_explicit_step_is_gradient_descent_structure(gen):
-    """Theorem 1: the diffusion block is a ResNet block with W2 = -W1^T (checked through adjointness)."""
-    w = torch.randn(1, 1, 3, generator=gen, dtype=torch.float64)
-    flux = build_flux("charbonnier", 2.0).double()
-    u = torch.randn(2, 1, 20, generator=gen, dtype=torch.float64)
-    expected = u - 0.3 * apply_kt(flux(apply_k(u, w)), w)
-    assert torch.allclose(diffusion_step(u, w, 0.3, flux), expected)
+#: energies whose derivative is the flux (Theorem 1: Psi' = Phi)
+POTENTIALS = {
+    "charbonnier": lambda s, lam: lam ** 2 * torch.sqrt(1 + (s / lam) ** 2),
+    "perona_malik": lambda s, lam: 0.5 * lam ** 2 * torch.log1p((s / lam) ** 2),
+}
+
+
+@pytest.mark.parametrize("act", list(POTENTIALS))
+@pytest.mark.parametrize("c", [1, 3])
+def test_explicit_step_is_gradient_descent_on_the_energy(act, c, gen):
+    """Theorem 1: the diffusion block is one gradient descent step of size tau on ``E(u) = sum Psi(K u)``
+    (autograd through the dense matrix of K, independent of apply_k / apply_kt)."""
+    lam, tau = 2.0, 0.3
+    w = torch.randn(c, c, 3, generator=gen, dtype=torch.float64)
+    u = torch.randn(2, c, 20, generator=gen, dtype=torch.float64, requires_grad=True)
+    m = stencil_matrix(w, 20)
+    energy = POTENTIALS[act]((u.reshape(2, -1) @ m.T), lam).sum()
+    (grad,) = torch.autograd.grad(energy, u)
+    step = diffusion_step(u.detach(), w, tau, build_flux(act, lam).double())
+    assert torch.allclose(step, u.detach() - tau * grad, atol=1e-12)

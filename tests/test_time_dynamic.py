@@ -62,6 +62,7 @@ def test_numerical_parameters_are_not_regularised(name):
             assert g is None or float(g.abs().sum()) == 0.0
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("rule", ["paper", "provable"])
 def test_training_with_a_large_beta_keeps_blocks_alike(rule):
     torch.manual_seed(0)

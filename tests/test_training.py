@@ -126,6 +126,7 @@ def _cli(*args, env_extra=None, timeout=600):
                           timeout=timeout)
 
 
+@pytest.mark.cli
 def test_cli_bad_input_fails_before_compute(tmp_path):
     r = _cli("numnet.train", "model.depth=0", "profile=smoke", "logger=none", f"output_root={tmp_path}")
     assert r.returncode == 2
@@ -171,6 +172,7 @@ def test_wandb_offline_run_records_metrics(tmp_path):
     assert {"symresnet", "perona_malik", "depth=2", "channels=1", "profile=smoke"} <= set(rec["tags"])
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("override,choice", [("profile=nope", "quick"), ("experiment=fig99", "fig5"),
                                              ("activation=tanh", "perona_malik")])
 def test_unknown_group_names_list_the_choices(tmp_path, override, choice):
@@ -180,6 +182,7 @@ def test_unknown_group_names_list_the_choices(tmp_path, override, choice):
     assert not list(tmp_path.rglob("summary.json"))
 
 
+@pytest.mark.cli
 def test_unwritable_results_folder_is_reported_before_compute(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -199,6 +202,7 @@ def test_report_on_missing_results_folder_fails_clearly(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.cli
 def test_cli_unwritable_output_root_is_one_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
