@@ -84,7 +84,7 @@ def load_inpainter(path: str | os.PathLike):
     if not path.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} does not exist: train the model first")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(ckpt, dict) or ckpt.get("format") != WEIGHTS_FORMAT:
             raise ValueError("not a numnet inpainting checkpoint")
         model = build_inpainter(ckpt["model"], **ckpt["kwargs"])
