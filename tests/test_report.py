@@ -37,6 +37,18 @@ def test_best_of_seeds_picks_validation_best_and_failed_runs_stay_listed(tmp_pat
     assert (tmp_path / "fig5" / "fig5.png").stat().st_size > 0
 
 
+def test_classical_rows_carry_their_steps_not_a_depth_seed_or_sharing(tmp_path):
+    runs = tmp_path / "runs"
+    _summary(runs / "classical-perona_malik", "classical", "perona_malik", 54, 0, 38.0, 38.1)
+    summary = json.loads((runs / "classical-perona_malik" / "summary.json").read_text())
+    (runs / "classical-perona_malik" / "summary.json").write_text(json.dumps({**summary, "classical": {"steps": 54}}))
+    _summary(runs / "net", "symresnet", "perona_malik", 3, 1, 30.0, 31.0)
+    df = collect(runs).set_index("model")
+    assert df.loc["classical", "steps"] == 54 and df.loc["symresnet", "depth"] == 3 and df.loc["symresnet", "seed"] == 1
+    assert all(df[["depth", "seed", "shared"]].loc["classical"].isna()) and df[["steps"]].loc["symresnet"].isna().all()
+    assert len(best_of_seeds(collect(runs))) == 2  # the classical row is not lost to its missing keys
+
+
 def test_anomalies_flag_a_deeper_run_that_collapsed(tmp_path):
     runs = tmp_path / "runs"
     _summary(runs / "a", "fsi", "relu", 3, 0, 32.0, 32.0)

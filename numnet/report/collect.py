@@ -10,7 +10,7 @@ __all__ = ["RUN_COLUMNS", "collect", "best_of_seeds", "normalisation_of"]
 
 RUN_COLUMNS = [
     "model", "activation", "depth", "channels", "shared", "normalisation", "seed", "params", "val_psnr", "test_psnr",
-    "test_psnr_pooled", "epochs", "wall_s", "profile", "status", "reason", "run",
+    "test_psnr_pooled", "epochs", "steps", "wall_s", "profile", "status", "reason", "run",
 ]
 
 
@@ -35,7 +35,7 @@ def _row(path: Path, root: Path) -> dict:
     cfg = s.get("config") or {}
     m = s.get("metrics") or {}
     model_cfg = cfg.get("model") or {}
-    return {
+    row = {
         "model": s.get("model", model_cfg.get("name")),
         "activation": s.get("activation", (cfg.get("activation") or {}).get("name")),
         "depth": s.get("depth", model_cfg.get("depth")),
@@ -55,6 +55,9 @@ def _row(path: Path, root: Path) -> dict:
         "reason": s.get("reason", ""),
         "run": str(path.parent.relative_to(root)),
     }
+    if row["model"] == "classical":  # a filter, not a network: its explicit steps, no blocks, seed or sharing
+        row.update(steps=(s.get("classical") or {}).get("steps", row["depth"]), depth=None, seed=None, shared=None)
+    return row
 
 
 def collect(runs_dir: str | Path) -> pd.DataFrame:
@@ -69,6 +72,8 @@ def collect(runs_dir: str | Path) -> pd.DataFrame:
         except (OSError, ValueError) as exc:
             rows.append({"run": str(path.parent.relative_to(root)), "status": "unreadable", "reason": str(exc)})
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    for col in ("depth", "channels", "seed", "steps"):  # integers with gaps (a classical filter has no depth)
+        df[col] = pd.to_numeric(df[col]).astype("Int64")
     return df.sort_values(["model", "activation", "depth", "seed"], na_position="last", kind="stable").reset_index(drop=True)
 
 

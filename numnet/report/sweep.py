@@ -148,7 +148,7 @@ def classical_lines(best: pd.DataFrame) -> list[str]:
     lines = ["## Classical diffusion filters (contrast and stopping time chosen on the validation set)", "",
              "| diffusivity | test PSNR [dB] | val PSNR [dB] | explicit steps (tau = 0.25) |", "|---|---|---|---|"]
     for r in cl.itertuples():
-        lines.append(f"| {LABELS.get(r.activation, r.activation)} | {r.test_psnr:.2f} | {r.val_psnr:.2f} | {r.depth} |")
+        lines.append(f"| {LABELS.get(r.activation, r.activation)} | {r.test_psnr:.2f} | {r.val_psnr:.2f} | {r.steps:.0f} |")
     return lines + [""]
 
 
