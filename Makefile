@@ -54,7 +54,7 @@ reproduce-fig6: $(STAMP) ## Fig. 6 (time-dynamic, Eq. 27) into results/fig6 (PRO
 reproduce-fig7: $(STAMP) ## Fig. 7 (16 channels) into results/fig7 (PROFILE=quick16|paper)
 	$(SWEEP) fig7
 
-reproduce-fig7-paper: $(STAMP) ## Fig. 7's headline (SymResNet, 20 blocks, C = 16) under the paper's protocol, both normalisation rules, into results/fig7-paper (hours; resumes)
+reproduce-fig7-paper: $(STAMP) ## Fig. 7's headline (SymResNet, 20 blocks, C = 16) under the paper's protocol, the three normalisation rules, into results/fig7-paper (hours; resumes)
 	$(SWEEP) fig7-paper
 
 reproduce-fig5-paper: $(STAMP) ## Fig. 5 under the paper's protocol (profile paper: 3 seeds, early stop) into results/fig5-paper (hours; resumes)
