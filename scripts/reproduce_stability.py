@@ -217,7 +217,7 @@ def _table(df: pd.DataFrame, out: Path, prov: dict) -> None:
         for _, r in sel.iterrows():
             span = "" if pd.isna(r.norm_K_min) else f"{r.norm_K_min:.3f} - {r.norm_K_max:.3f}"
             above = f"{int(r.condition_violated)} of {int(r.blocks_checked)}" if r.blocks_checked else ""
-            lines.append(f"| {LABELS[r.model]} | {LABELS[r.activation]} | {r.normalisation or ''} | {r.depth} | "
+            lines.append(f"| {LABELS[r.model]} | {LABELS[r.activation]} | {'' if pd.isna(r.normalisation) else r.normalisation} | {r.depth} | "
                          f"{r.params} | {r.test_psnr:.2f} | {r.norm_ratio_max:.4f} | {r['lip_random_eps0.01']:.3f} | "
                          f"{r['lip_worst_eps0.01']:.3f} | {r['lip_random_eps0.1']:.3f} | {r['lip_worst_eps0.1']:.3f} | "
                          f"{span} | {_fmt(r.condition_max, '.3f')} | {above} |")
