@@ -65,7 +65,7 @@ about 5 % above ``sigma*``: the boundary counts, so ``sigma*`` alone is no bound
 
 * ``tight``: the same guarantee with a localised bound (:func:`localised_bound`), within 8 % of
   ``sup_n ||K_n||_2`` on random and trained 16-channel kernels (``tests/test_operators.py``,
-  ``results/stability``), at four to six times the cost of ``provable`` (about that of the earlier
+  ``results/stability``), at three to five times the cost of ``provable`` (1.1x that of the earlier
   65-frequency bound; ``make bench``). With
   ``A = K^T K`` and a partition of unity ``sum_j phi_j^2 = 1`` (the IMS localisation formula)
 
@@ -331,7 +331,7 @@ def paper_bound(w: torch.Tensor) -> torch.Tensor:
 def provable_bound(w: torch.Tensor, tight: bool = False) -> torch.Tensor:
     """``nu >= ||K||_2`` for every ``n >= 3``, one per kernel set ``(..., C, C, 3)``: the Schur bound, and for
     ``C > 1`` the smaller of it and :func:`fourier_bound` (rule ``provable``), and also of :func:`localised_bound`
-    (``tight``: within 8 % of ``max_n ||K_n||_2``, four to six times the cost)."""
+    (``tight``: within 8 % of ``max_n ||K_n||_2``, three to five times the cost)."""
     bound = norm_bound(w)
     if w.shape[-2] > 1 and tight:  # the provable rule's bound where it is the smaller (difference-like kernels)
         peak = symbol_peak(w)
