@@ -26,7 +26,7 @@ import torch
 from numnet.config import ConfigError, check_writable
 from numnet.data.signals import make_splits
 from numnet.evaluate import CheckpointError, load_model
-from numnet.report.collect import collect
+from numnet.report.collect import best_of_seeds, collect
 from numnet.report.sweep import ACTS, ARCHS, LABELS
 from numnet.nn.stencil import GUARANTEED, dense_k, provable_bound, spectral_norm
 from numnet.report.stability import lipschitz_ratios, norm_ratio
@@ -34,14 +34,17 @@ from numnet.runinfo import git_commit, machine, write_json_atomic
 
 EPS = (0.01, 0.1)
 SOURCES = {"fig5": "1 channel, shared weights", "fig6": "1 channel, own weights (Eq. 27)", "fig7": "16 channels, own weights",
+           "fig5-paper": "1 channel, shared weights, the paper's protocol",
+           "fig6-paper": "1 channel, own weights (Eq. 27), the paper's protocol",
            "fig7-paper": "16 channels, own weights, the paper's protocol"}
 #: sources that a fresh checkout may not have yet (their sweep takes hours); skipped when missing
-OPTIONAL = {"fig6", "fig7-paper"}
+OPTIONAL = {"fig6", "fig5-paper", "fig6-paper", "fig7-paper"}
 
 
 def _runs(folder: Path) -> pd.DataFrame:
-    runs = collect(folder / "runs")
-    runs = runs[(runs.status == "complete") & (runs.model != "classical")]
+    """Per architecture and activation the network of the sweep's largest depth (best of its seeds)."""
+    runs = best_of_seeds(collect(folder / "runs"))
+    runs = runs[runs.model != "classical"]
     return runs[runs.depth == runs.groupby(["model", "activation"]).depth.transform("max")]
 
 
