@@ -311,14 +311,18 @@ def _transition_excess(w: torch.Tensor, r: int) -> torch.Tensor:
     return h ** 2 * torch.linalg.matrix_norm(a1, 2) + (2 * h) ** 2 * torch.linalg.matrix_norm(a2, 2)
 
 
-def localised_bound(w: torch.Tensor, peak: torch.Tensor | None = None) -> torch.Tensor:
+def localised_bound(w: torch.Tensor, peak: torch.Tensor | None = None,
+                    corner: torch.Tensor | None = None) -> torch.Tensor:
     """``>= ||K_n||_2`` for every length ``n >= 2``, kernels ``(..., C, C, 3)``: the larger of the exact norms
-    for ``n <= 7`` and ``sqrt(max(sigma*^2, beta_L(11)^2, beta_R(11)^2) + ||E||)`` for ``n >= 8`` (partition of
-    unity with transitions over at least 5 samples; module docstring). ``peak``: :func:`symbol_peak` of ``w``
-    where the caller has it."""
+    for ``n <= _TRANSITION + 2`` and ``sqrt(max(sigma*^2, beta_L^2, beta_R^2) + ||E||)`` for longer signals (partition
+    of unity with transitions over ``_TRANSITION`` samples, boundary windows of ``_WINDOW``; module docstring).
+    ``peak``: :func:`symbol_peak` of ``w`` where the caller has it; ``corner``: the provable rule's
+    ``sigma*^2 + max(q_L, q_R)`` (valid from ``n = 4``), taken for the longer signals where it is smaller."""
     peak = symbol_peak(w) if peak is None else peak
     beta = _window_norm(torch.stack([w, w.flip(-1)]), _WINDOW).amax(0)  # left and right boundary, one call
     long = torch.sqrt(torch.maximum(peak, beta) ** 2 + _transition_excess(w, _TRANSITION))
+    if corner is not None:
+        long = torch.minimum(long, torch.sqrt(corner))
     return torch.maximum(long, _exact_short(w))
 
 
@@ -333,9 +337,10 @@ def provable_bound(w: torch.Tensor, tight: bool = False) -> torch.Tensor:
     ``C > 1`` the smaller of it and :func:`fourier_bound` (rule ``provable``), and also of :func:`localised_bound`
     (``tight``: within 8 % of ``max_n ||K_n||_2``, three to five times the cost)."""
     bound = norm_bound(w)
-    if w.shape[-2] > 1 and tight:  # the provable rule's bound where it is the smaller (difference-like kernels)
+    if w.shape[-2] > 1 and tight:  # with the provable rule's bounds where they are smaller (difference-like kernels)
         peak = symbol_peak(w)
-        bound = torch.minimum(bound, torch.minimum(fourier_bound(w, peak=peak), localised_bound(w, peak)))
+        corner = peak ** 2 + torch.maximum(_corner_excess(w), _corner_excess(w.flip(-1)))
+        bound = torch.minimum(bound, torch.minimum(math.sqrt(2.0) * peak, localised_bound(w, peak, corner)))
     elif w.shape[-2] > 1:
         bound = torch.minimum(bound, fourier_bound(w))
     return bound
