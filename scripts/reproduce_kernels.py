@@ -22,19 +22,9 @@ import torch
 from numnet.config import ConfigError, check_writable, choices, compose_config
 from numnet.evaluate import load_model
 from numnet.report.artefact import write_artefact
-from numnet.report.kernels import LIMIT, PAPER, kernel_measures
-from numnet.runinfo import provenance, read_summary, write_json_atomic
+from numnet.report.kernels import LIMIT, PAPER, best_run, kernel_measures
+from numnet.runinfo import provenance, write_json_atomic
 from numnet.train import execute
-
-def _best_run(runs: list[Path]) -> tuple[Path, dict] | None:
-    """The complete run of ``runs`` with the best validation PSNR, with its summary."""
-    best = None
-    for run in runs:
-        s = read_summary(run / "summary.json")
-        if s and s.get("status") == "complete" and (best is None or s["metrics"]["val_psnr"] > best[1]["metrics"]["val_psnr"]):
-            best = (run, s)
-    return best
-
 
 def _kernel_row(act: str, best: tuple[Path, dict] | None) -> dict:
     """The learned kernels, biases and measures of the run ``best`` (``failed`` when there is none)."""
@@ -89,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             except ConfigError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
-        best = _best_run([out / "runs" / f"resnet-{act}-d20-c1-shared-s{seed}" for seed in seeds])
+        best = best_run([out / "runs" / f"resnet-{act}-d20-c1-shared-s{seed}" for seed in seeds])
         rows.append(_kernel_row(act, best))
         print(f"[kernels] {act}: {rows[-1]}", flush=True)
     # the same networks under the paper's protocol, where the fig5-paper sweep has trained them (best of its seeds)
     paper_runs = Path(args.results) / "fig5-paper" / "runs"
-    protocol = {act: _kernel_row(act, _best_run(sorted(paper_runs.glob(f"resnet-{act}-d20-c1-shared-s*"))))
+    protocol = {act: _kernel_row(act, best_run(sorted(paper_runs.glob(f"resnet-{act}-d20-c1-shared-s*"))))
                 for act in ("perona_malik", "charbonnier")}
     paper_sym = kernel_measures(torch.tensor(PAPER["k1"], dtype=torch.float64), torch.tensor(PAPER["k2"], dtype=torch.float64))
     lines = ["# Sec. 7.1.3: kernels learned by the standard ResNet", "",

@@ -37,6 +37,18 @@ def test_best_of_seeds_picks_validation_best_and_failed_runs_stay_listed(tmp_pat
     assert (tmp_path / "fig5" / "fig5.png").stat().st_size > 0
 
 
+def test_kernel_table_takes_the_validation_best_complete_seed(tmp_path):
+    from numnet.report.kernels import best_run
+
+    runs = tmp_path / "runs"
+    _summary(runs / "s0", "resnet", "perona_malik", 20, 0, 37.0, 38.0)
+    _summary(runs / "s1", "resnet", "perona_malik", 20, 1, 37.5, 37.2)
+    _summary(runs / "s2", "resnet", "perona_malik", 20, 2, 0, 0, status="failed")
+    folder, summary = best_run([runs / "s0", runs / "s1", runs / "s2", runs / "missing"])
+    assert folder.name == "s1" and summary["seed"] == 1  # by validation, not by test; failed and missing skipped
+    assert best_run([runs / "s2"]) is None
+
+
 def test_classical_rows_carry_their_steps_not_a_depth_seed_or_sharing(tmp_path):
     runs = tmp_path / "runs"
     _summary(runs / "classical-perona_malik", "classical", "perona_malik", 54, 0, 38.0, 38.1)

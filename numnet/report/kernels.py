@@ -6,9 +6,13 @@ Kernels are written as ``(w_-1, w_0, w_+1)``: ``(K u)_i = w_-1 u_{i-1} + w_0 u_i
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-__all__ = ["PAPER", "LIMIT", "kernel_measures"]
+from numnet.runinfo import read_summary
+
+__all__ = ["PAPER", "LIMIT", "best_run", "kernel_measures"]
 
 #: the paper's learned kernels and biases (Sec. 7.1.3), labelled as the paper's wherever they are printed
 PAPER = {"k1": (0.922, -0.917, 0.006), "k2": (0.051, 0.437, -0.489), "b1": 1.6e-1, "b2": 1.2e-5,
@@ -27,3 +31,14 @@ def kernel_measures(k1: torch.Tensor, k2: torch.Tensor) -> dict:
         "tau_fit": tau,
         "fit_residual": float((k2 + tau * mirror).norm() / k2.norm()),
     }
+
+
+def best_run(runs: list[Path]) -> tuple[Path, dict] | None:
+    """The complete run among the folders ``runs`` with the best validation PSNR, with its summary (Sec. 7.1.1:
+    best of the seeds on validation); ``None`` when none is complete."""
+    best = None
+    for run in runs:
+        s = read_summary(run / "summary.json")
+        if s and s.get("status") == "complete" and (best is None or s["metrics"]["val_psnr"] > best[1]["metrics"]["val_psnr"]):
+            best = (run, s)
+    return best
