@@ -232,14 +232,19 @@ def _short_norms(w: torch.Tensor) -> torch.Tensor:
     return torch.maximum(top(k2), top(k3))
 
 
-def fourier_bound(w: torch.Tensor, n_omega: int = _N_OMEGA, peak: torch.Tensor | None = None) -> torch.Tensor:
+def _corner_bound(w: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+    """``sigma*^2 + max(q_L, q_R)`` (module docstring): the square of a bound on ``||K_n||_2`` from ``n = 4`` on,
+    given the symbol's peak ``sigma*``; the right correction is the left one of the mirrored kernel."""
+    return peak ** 2 + torch.maximum(_corner_excess(w), _corner_excess(w.flip(-1)))
+
+
+def fourier_bound(w: torch.Tensor, n_omega: int = _N_OMEGA) -> torch.Tensor:
     """``>= ||K||_2`` for every length ``n >= 2``, kernels ``(..., C, C, 3)``: the smaller of
     ``sqrt(2) sigma*`` and ``max(sqrt(sigma*^2 + max(q_L, q_R)), ||K_2||, ||K_3||)`` with the symbol's peak
     ``sigma*`` (:func:`symbol_peak`), the two boundary corrections (the right one is the left one of the
     mirrored kernel; they act on disjoint samples from ``n = 4`` on) and the exact norms at ``n = 2, 3``."""
-    peak = symbol_peak(w, n_omega) if peak is None else peak
-    excess = torch.maximum(_corner_excess(w), _corner_excess(w.flip(-1)))
-    local = torch.maximum(torch.sqrt(peak ** 2 + excess), _short_norms(w))
+    peak = symbol_peak(w, n_omega)
+    local = torch.maximum(torch.sqrt(_corner_bound(w, peak)), _short_norms(w))
     return torch.minimum(math.sqrt(2.0) * peak, local)
 
 
@@ -339,8 +344,7 @@ def provable_bound(w: torch.Tensor, tight: bool = False) -> torch.Tensor:
     bound = norm_bound(w)
     if w.shape[-2] > 1 and tight:  # with the provable rule's bounds where they are smaller (difference-like kernels)
         peak = symbol_peak(w)
-        corner = peak ** 2 + torch.maximum(_corner_excess(w), _corner_excess(w.flip(-1)))
-        bound = torch.minimum(bound, torch.minimum(math.sqrt(2.0) * peak, localised_bound(w, peak, corner)))
+        bound = torch.minimum(bound, torch.minimum(math.sqrt(2.0) * peak, localised_bound(w, peak, _corner_bound(w, peak))))
     elif w.shape[-2] > 1:
         bound = torch.minimum(bound, fourier_bound(w))
     return bound
