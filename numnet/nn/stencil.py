@@ -344,7 +344,8 @@ def provable_bound(w: torch.Tensor, tight: bool = False) -> torch.Tensor:
     bound = norm_bound(w)
     if w.shape[-2] > 1 and tight:  # with the provable rule's bounds where they are smaller (difference-like kernels)
         peak = symbol_peak(w)
-        bound = torch.minimum(bound, torch.minimum(math.sqrt(2.0) * peak, localised_bound(w, peak, _corner_bound(w, peak))))
+        local = localised_bound(w, peak, _corner_bound(w, peak))
+        bound = torch.minimum(bound, torch.minimum(math.sqrt(2.0) * peak, local))
     elif w.shape[-2] > 1:
         bound = torch.minimum(bound, fourier_bound(w))
     return bound
