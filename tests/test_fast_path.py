@@ -41,6 +41,52 @@ def test_fused_network_equals_eager(cls, act, shared, dtype, tol, rule, gen):
         assert float((ga[name] - gb[name]).abs().max()) <= 50 * tol * ref, name
 
 
+@pytest.mark.parametrize("cls", [SymResNet, DuFortFrankelNet, FSINet], ids=["symresnet", "dufort_frankel", "fsi"])
+@pytest.mark.parametrize("act", ["relu", "charbonnier", "perona_malik"])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("rule", ["paper", "provable"])
+def test_multichannel_matmul_path_equals_eager(cls, act, shared, dtype, tol, rule, gen):
+    """C > 1: the two-step recursion as matrix products (numnet.nn.multichannel) against the eager blocks, values
+    and the gradients of every parameter (kernels through the normalisation, coefficients, contrast)."""
+    torch.manual_seed(3)
+    fast = cls(depth=5, channels=3, activation=act, shared=shared, lam=8.0, fused=True, normalisation=rule).to(dtype)
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=dtype))
+    eager = copy.deepcopy(fast)
+    eager.fused = False
+    f = 40 * torch.randn(4, 1, 19, generator=gen, dtype=dtype)
+    target = torch.randn(4, 1, 19, generator=gen, dtype=dtype)
+    outs = []
+    for net in (fast, eager):
+        out = net(f)
+        ((out - target) ** 2).mean().backward()
+        outs.append((out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}))
+    (a, ga), (b, gb) = outs
+    assert fast.uses_matmul(f) and not eager.uses_matmul(f) and not fast.uses_fused(f)
+    assert float((a - b).abs().max()) <= tol * float(b.abs().max())
+    for name in gb:
+        ref = float(gb[name].abs().max()) + 1e-12
+        assert float((ga[name] - gb[name]).abs().max()) <= 50 * tol * ref, name
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_multichannel_matmul_path_at_the_shortest_lengths(n, gen):
+    """Signals of 2-4 samples: both ghost rows touch the same few samples (the boundary folds of K^T)."""
+    fast = DuFortFrankelNet(depth=3, channels=2, activation="perona_malik", shared=False, lam=5.0).double()
+    eager = copy.deepcopy(fast)
+    eager.fused = False
+    f = 20 * torch.randn(3, 1, n, generator=gen, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for net in (fast, eager):
+        out = net(f)
+        grads.append((out.detach(), torch.autograd.grad(out.pow(3).sum(), f)[0]))
+    assert fast.uses_matmul(f.detach())
+    assert torch.allclose(grads[0][0], grads[1][0], rtol=1e-12, atol=1e-10)
+    assert torch.allclose(grads[0][1], grads[1][1], rtol=1e-10, atol=1e-10)
+
+
 def test_fused_path_only_where_it_applies():
     from numnet.models import ImplicitNet, ResNet
 
@@ -48,6 +94,9 @@ def test_fused_path_only_where_it_applies():
     assert not SymResNet(depth=2, channels=4).uses_fused(f)
     assert not SymResNet(depth=2, fused=False).uses_fused(f)
     assert not ResNet(depth=2).uses_fused(f) and not ImplicitNet(depth=2).uses_fused(f)
+    assert SymResNet(depth=2, channels=4).uses_matmul(f) and not SymResNet(depth=2).uses_matmul(f)
+    assert not SymResNet(depth=2, channels=4, fused=False).uses_matmul(f)
+    assert not ResNet(depth=2, channels=4).uses_matmul(f) and not ImplicitNet(depth=2, channels=4).uses_matmul(f)
 
 
 def test_chunked_steps_equal_one_step_per_batch():

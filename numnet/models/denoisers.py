@@ -161,16 +161,34 @@ class Denoiser1D(nn.Module):
         """Whether the forward pass runs in the fused two-step kernel (architectures with coefficients)."""
         return self._fused_applies(f) and type(self).fused_coefficients is not Denoiser1D.fused_coefficients
 
+    def uses_matmul(self, f: torch.Tensor) -> bool:
+        """Whether the forward pass of a multi-channel network runs as matrix products
+        (:mod:`numnet.nn.multichannel`): ``fused`` set, ``C > 1``, an architecture with coefficients, a CPU signal."""
+        from numnet.nn.multichannel import can_use_matmul
+
+        return (self.fused and self.channels > 1 and can_use_matmul(f)
+                and type(self).fused_coefficients is not Denoiser1D.fused_coefficients)
+
+    def _block_lams(self, dtype: torch.dtype) -> torch.Tensor:
+        """The contrast parameter of every block (ones for fluxes without one)."""
+        if self.fluxes[0].has_contrast:
+            return self._per_block(torch.stack([fl.lam for fl in self.fluxes]))
+        return torch.ones(self.depth, dtype=dtype)
+
     def _fused_forward(self, f: torch.Tensor) -> torch.Tensor:
         from numnet.nn.fused import fused_two_step
 
         a, b, c = self.fused_coefficients()
-        if self.fluxes[0].has_contrast:
-            lams = self._per_block(torch.stack([fl.lam for fl in self.fluxes]))
-        else:
-            lams = torch.ones(self.depth, dtype=f.dtype)
-        idx = self._block_sets()
-        return fused_two_step(f, self.w, idx, a, b, c, lams, self.activation, self.normalisation)
+        return fused_two_step(f, self.w, self._block_sets(), a, b, c, self._block_lams(f.dtype), self.activation,
+                              self.normalisation)
+
+    def _matmul_forward(self, f: torch.Tensor) -> torch.Tensor:
+        from numnet.nn.multichannel import two_step_matmul
+
+        a, b, c = self.fused_coefficients()
+        u = two_step_matmul(self._lift(f), self.normalised(self.w), self._block_sets(), a, b, c,
+                            self._block_lams(f.dtype), self.activation)
+        return u.mean(dim=1, keepdim=True)
 
     #: key of the architecture's coefficient map in :data:`numnet.nn.fused.ARCH_CODES` (fused training step)
     fused_arch: str | None = None
@@ -218,6 +236,8 @@ class Denoiser1D(nn.Module):
         u = self._lift(f)
         if self.uses_fused(f):
             return self._fused_forward(f)
+        if self.uses_matmul(f):
+            return self._matmul_forward(f)
         prev = u
         ws = self._all_weights()
         for k in range(self.depth):
