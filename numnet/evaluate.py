@@ -9,6 +9,10 @@ checked without retraining. Exit code 2 with a one-line message for a missing or
 predates the pooled PSNR, its test set rebuilt exactly (the summary's dataset record), the mean PSNR
 checked against the stored one and both readings written to ``<run>/evaluation.json`` with provenance
 (:func:`record_pooled`); the reports read it.
+
+``python -m numnet.evaluate --record-rule RULE RUNS_DIR``: the same networks on the test set their summary
+describes but generated under the other data rule (``task.short_last``, :mod:`numnet.data.signals`), written to
+``<run>/evaluation-short_last-RULE.json`` (:func:`record_rule`): how much of a result is the data rule.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from numnet.data.signals import make_splits
 from numnet.metrics import pooled_psnr, psnr
 from numnet.models import build_model, recorded_kwargs
 
-__all__ = ["load_model", "evaluate", "psnr_readings", "record_pooled", "EVALUATION_FILE"]
+__all__ = ["load_model", "evaluate", "psnr_readings", "record_pooled", "record_rule", "rule_file", "EVALUATION_FILE"]
 
 #: a run's later evaluation (``record_pooled``), beside its ``summary.json``
 EVALUATION_FILE = "evaluation.json"
@@ -67,10 +71,11 @@ def psnr_readings(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tens
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, seed: int, n: int, length: int = 256, sigma: float = 10.0) -> dict:
-    data = make_splits(1, 1, n, seed, length, sigma)["test"]
+def evaluate(model: torch.nn.Module, seed: int, n: int, length: int = 256, sigma: float = 10.0,
+             short_last: str = "reject") -> dict:
+    data = make_splits(1, 1, n, seed, length, sigma, short_last)["test"]
     return {**psnr_readings(model, data.noisy, data.clean), "noisy_psnr": float(psnr(data.noisy, data.clean).mean()),
-            "n": n, "seed": seed}
+            "n": n, "seed": seed, "short_last": short_last}
 
 
 @functools.lru_cache(maxsize=4)
@@ -109,9 +114,53 @@ def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
     return written
 
 
+def rule_file(rule: str) -> str:
+    """The file beside a run's summary that :func:`record_rule` writes for the data rule ``rule``."""
+    return f"evaluation-short_last-{rule}.json"
+
+
+@torch.no_grad()
+def record_rule(runs_dir: str | Path, rule: str) -> int:
+    """For each complete network run below ``runs_dir`` trained under the other data rule: its test PSNR (mean and
+    pooled) on the test set of its summary's size, seed, length and noise generated under ``rule``
+    (``task.short_last``), in ``<run>/evaluation-short_last-<rule>.json`` with provenance (written once). Returns
+    the number written."""
+    from numnet.data.signals import SHORT_LAST
+    from numnet.runinfo import provenance, write_json_atomic
+
+    if rule not in SHORT_LAST:
+        raise ValueError(f"the data rule must be one of {list(SHORT_LAST)}, got {rule!r}")
+    written = 0
+    for path in sorted(Path(runs_dir).glob("*/summary.json")):
+        s = json.loads(path.read_text())
+        run, ds = path.parent, s.get("dataset") or {}
+        if (s.get("status") != "complete" or s.get("model") == "classical" or ds.get("short_last", "reject") == rule
+                or (run / rule_file(rule)).exists() or not (run / "model.pt").exists()):
+            continue
+        model, _ = load_model(run)
+        test = _test_split(int(ds["n_test"]), int(ds["data_seed"]), int(ds["length"]), float(ds["sigma"]), rule)
+        write_json_atomic(run / rule_file(rule), {
+            **psnr_readings(model, test.noisy, test.clean), "noisy_test_psnr": float(psnr(test.noisy, test.clean).mean()),
+            "dataset": {**ds, "short_last": rule}, "provenance": provenance()})
+        written += 1
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    if argv[:1] == ["--record-rule"]:
+        if len(argv) != 3 or not Path(argv[2]).is_dir():
+            print("error: usage: python -m numnet.evaluate --record-rule reject|keep RUNS_DIR (an existing folder)",
+                  file=sys.stderr)
+            return 2
+        try:
+            n = record_rule(argv[2], argv[1])
+        except (ValueError, CheckpointError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"[numnet] {n} {rule_file(argv[1])} written below {argv[2]}")
+        return 0
     if argv[:1] == ["--record"]:
         if len(argv) != 2 or not Path(argv[1]).is_dir():
             print("error: usage: python -m numnet.evaluate --record RUNS_DIR (an existing folder)", file=sys.stderr)
@@ -127,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("weights", help="run folder or model.pt")
     ap.add_argument("--seed", type=int, default=None, help="data seed of the test set (default: the run's)")
     ap.add_argument("--n", type=int, default=None, help="number of test signals (default: the run's)")
+    ap.add_argument("--short-last", choices=("reject", "keep"), default=None,
+                    help="data rule of the test set (task.short_last; default: the run's)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
     try:
@@ -140,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     if n < 1:
         print(f"error: --n must be >= 1, got {n}", file=sys.stderr)
         return 2
-    res = evaluate(model, seed, n, int(ds.get("length", 256)), float(ds.get("sigma", 10.0)))
+    rule = args.short_last or ds.get("short_last", "reject")
+    res = evaluate(model, seed, n, int(ds.get("length", 256)), float(ds.get("sigma", 10.0)), rule)
     stored = rec.get("summary", {}).get("metrics", {}).get("test_psnr")
     res["stored_test_psnr"] = stored
     if args.json:
@@ -148,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         extra = f" (stored: {stored:.2f} dB)" if stored is not None else ""
         print(f"{rec.get('summary', {}).get('name', rec['model'])}: test PSNR {res['test_psnr']:.2f} dB on "
-              f"{n} signals, data seed {seed}{extra} (pooled over the set: {res['test_psnr_pooled']:.2f} dB); "
+              f"{n} signals, data seed {seed}, data rule {rule}{extra} (pooled over the set: {res['test_psnr_pooled']:.2f} dB); "
               f"noisy input {res['noisy_psnr']:.2f} dB")
     return 0
 

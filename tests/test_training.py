@@ -119,6 +119,28 @@ def test_summary_records_pooled_psnr_and_older_runs_get_an_evaluation(tmp_path):
         record_pooled(tmp_path / "runs")
 
 
+def test_a_run_is_evaluated_under_its_own_data_rule_and_recorded_under_the_other(tmp_path, capsys):
+    """``evaluate`` builds the test set under the run's data rule (a run trained with ``keep`` is not tested on
+    ``reject`` signals); ``record_rule`` writes the other rule's reading once, and it differs from the run's."""
+    from numnet.evaluate import record_rule, rule_file
+
+    s = execute(_cfg("model.depth=2", "task.short_last=keep"), tmp_path / "runs" / "a")
+    capsys.readouterr()
+    ds = s["dataset"]
+    model, _ = load_model(tmp_path / "runs" / "a")
+    own = evaluate(model, int(ds["data_seed"]), int(ds["n_test"]), short_last="keep")
+    assert own["test_psnr"] == pytest.approx(s["metrics"]["test_psnr"], abs=1e-4)
+    assert evaluate_main([str(tmp_path / "runs" / "a"), "--json"]) == 0  # the CLI's default: the run's rule
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["short_last"] == "keep" and printed["test_psnr"] == pytest.approx(own["test_psnr"], abs=1e-6)
+    assert record_rule(tmp_path / "runs", "keep") == 0  # its own rule: nothing to record
+    assert record_rule(tmp_path / "runs", "reject") == 1 and record_rule(tmp_path / "runs", "reject") == 0
+    other = json.loads((tmp_path / "runs" / "a" / rule_file("reject")).read_text())
+    assert other["dataset"]["short_last"] == "reject" and other["test_psnr"] != pytest.approx(own["test_psnr"], abs=1e-3)
+    with pytest.raises(ValueError, match="data rule"):
+        record_rule(tmp_path / "runs", "drop")
+
+
 def _cli(*args, env_extra=None, timeout=600):
     env = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
     env.update(env_extra or {})

@@ -145,6 +145,7 @@ def _fig7_paper(root: Path) -> list[str]:
             verdict = f"not held to it ({r['test_psnr'] - r['paper']:+.2f} dB): another model"
         rows.append(f"| Fig. 7, paper's protocol | SymResNet, 20 blocks, C = 16, {r['activation']}: {r['paper']} dB (paper) | "
                     f"{r['test_psnr']:.2f} dB" + ("" if r["pooled"] is None else f" (pooled {r['pooled']:.2f})") +
+                    ("" if r["keep"] is None else f"; {r['keep']:.2f} on a test set with short last segments kept") +
                     f", {r['normalisation']} normalisation, {r['epochs']} epochs | "
                     f"{r['profile']}, seed {r['seed']} | "
                     f"{verdict} | [curves.png](fig7-paper/curves.png) |")
