@@ -43,7 +43,8 @@ test: $(STAMP) ## run the whole test suite: unit, integration, cli and slow tier
 test-fast: $(STAMP) ## the unit tier only, for the inner loop (under a minute on 2 cores)
 	$(PY) -m pytest -m "not slow and not cli and not integration" $(PYTEST_ARGS)
 
-SWEEP = $(PY) scripts/reproduce_sweep.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)' --engine $(ENGINE)
+REPRODUCE = $(PY) -m numnet.reproduce
+SWEEP = $(REPRODUCE) $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)' --engine $(ENGINE)
 
 reproduce-fig5: $(STAMP) ## Fig. 5 into results/fig5 (PROFILE=quick|paper, JOBS, THREADS, LOGGER)
 	$(SWEEP) fig5
@@ -67,7 +68,7 @@ reproduce-early-stop: $(STAMP) ## what profile=paper's early stop costs: 8 runs 
 	$(SWEEP) early-stop
 
 reproduce-fig9: $(STAMP) ## Fig. 9 (EED inpainting: FMG net, U-net, single grid, CG) into results/fig9 (PROFILE=quick|paper)
-	$(PY) scripts/reproduce_fig9.py $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
+	$(REPRODUCE) fig9 $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
 
 report-fig9: $(STAMP) ## re-evaluate the stored Fig. 9 networks against the CG solver
 	$(PY) -m numnet.report.fig9 $(RESULTS)/fig9 --threads $(THREADS)
@@ -80,19 +81,19 @@ report-fig67: $(STAMP) ## rebuild results/fig6 and results/fig7 from their store
 	$(PY) -m numnet.report.fig67 fig7 $(RESULTS)/fig7
 
 reproduce-fig2: $(STAMP) ## Fig. 2 (activations and diffusivities) into results/fig2
-	$(PY) scripts/reproduce_fig2.py --results $(RESULTS)
+	$(REPRODUCE) fig2 --results $(RESULTS)
 
 reproduce-theory: $(STAMP) ## Theorem 2, Appendix A, FSI super step, FAS convergence into results/theory (~1 min)
-	$(PY) scripts/reproduce_theory.py --results $(RESULTS)
+	$(REPRODUCE) theory --results $(RESULTS)
 
 bench: $(STAMP) ## training-speed benchmark into results/bench (ratios against a naive baseline, same run)
 	$(PY) scripts/bench.py --results $(RESULTS) --threads $(THREADS)
 
 reproduce-kernels: $(STAMP) ## Sec. 7.1.3: kernels learned by the ResNet into results/kernels (PROFILE)
-	$(PY) scripts/reproduce_kernels.py $(PROFILE_ARG) --results $(RESULTS) --threads $(THREADS)
+	$(REPRODUCE) kernels $(PROFILE_ARG) --results $(RESULTS) --threads $(THREADS)
 
 reproduce-stability: $(STAMP) ## Lipschitz / norm ratios of the trained Fig. 5 and Fig. 7 networks into results/stability
-	$(PY) scripts/reproduce_stability.py --results $(RESULTS) --threads $(THREADS)
+	$(REPRODUCE) stability --results $(RESULTS) --threads $(THREADS)
 
 report: $(STAMP) ## results/REPORT.md from the committed results (one row per paper artefact)
 	$(PY) -m numnet.report.overview $(RESULTS)

@@ -30,12 +30,12 @@ def _numbers_equal(a, b, path="") -> list[str]:
     return [] if a == b else [f"{path}: committed {a!r} vs now {b!r}"]
 
 
-@pytest.mark.parametrize("artefact,script", [("fig2", "reproduce_fig2.py"), ("theory", "reproduce_theory.py")])
-def test_committed_exact_artefact_matches_the_code(tmp_path, artefact, script):
+@pytest.mark.parametrize("artefact", ["fig2", "theory"])
+def test_committed_exact_artefact_matches_the_code(tmp_path, artefact):
     committed = REPO / "results" / artefact / "numbers.json"
     if not committed.exists():
         pytest.skip(f"no committed results/{artefact}")
-    r = subprocess.run([sys.executable, f"scripts/{script}", "--results", str(tmp_path)], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "numnet.reproduce", artefact, "--results", str(tmp_path)], cwd=REPO,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     diffs = _numbers_equal(json.loads(committed.read_text()), json.loads((tmp_path / artefact / "numbers.json").read_text()))

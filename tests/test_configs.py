@@ -99,3 +99,26 @@ def test_cli_errors_are_one_line_and_leave_no_run_folder(tmp_path, args, message
                                                        and r.stderr.strip().count("\n") == 0)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
     assert not (tmp_path / "adhoc" / "runs").exists() or not any((tmp_path / "adhoc" / "runs").iterdir())
+
+
+def test_every_artefact_is_defined_by_its_experiment_file():
+    """``numnet.reproduce`` finds each sweep artefact in one experiment file: its grid, folder, default profile,
+    seeds and report (which resolves to a function); the paper-protocol variants inherit their figure's grid."""
+    from numnet.config import choices, compose_config
+    from numnet.reproduce import _report, experiments, scripted
+
+    arts = experiments()
+    assert {"fig5", "fig6", "fig7", "fig7-paper", "fig5-paper", "fig6-paper", "early-stop"} <= set(arts)
+    for art, stem in arts.items():
+        cfg = compose_config(f"experiment={stem}", return_hydra_config=True)
+        rep = cfg.reproduce
+        assert cfg.artefact == art and str(cfg.hydra.sweep.dir).endswith(f"{art}/runs")
+        assert rep.profile in choices("profile") and callable(_report(rep.report))
+        assert rep.seeds is None or all(isinstance(s, int) for s in rep.seeds)
+        assert rep.record_rule in (None, "reject", "keep")
+    for fig in ("fig5", "fig6"):
+        base = compose_config(f"experiment={fig}", return_hydra_config=True)
+        paper = compose_config(f"experiment={fig}_paper", return_hydra_config=True)
+        assert paper.hydra.sweeper.params == base.hydra.sweeper.params and paper.reproduce.profile == "paper"
+        assert paper.reproduce.report == base.reproduce.report and paper.model == base.model
+    assert {"fig2", "theory", "fig9", "kernels", "stability"} <= set(scripted())  # the artefacts without a grid

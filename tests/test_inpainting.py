@@ -116,7 +116,7 @@ def test_inpaint_config_errors_are_one_line_before_compute(override, message, tm
 
 @pytest.mark.slow
 def test_reproduce_fig9_smoke_writes_every_artefact_and_resumes(tmp_path):
-    cmd = [sys.executable, "scripts/reproduce_fig9.py", "--profile", "smoke", "--logger", "none", "--results", str(tmp_path)]
+    cmd = [sys.executable, "-m", "numnet.reproduce", "fig9", "--profile", "smoke", "--logger", "none", "--results", str(tmp_path)]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     out = tmp_path / "fig9"

@@ -107,7 +107,7 @@ def test_reproduce_fig5_refuses_results_of_another_profile(tmp_path):
     run_classical("smoke", tmp_path / "fig5" / "runs")  # ... its classical baselines
     with pytest.raises(ConfigError, match="another configuration"):
         run_classical("quick", tmp_path / "fig5" / "runs")
-    r = subprocess.run([sys.executable, "scripts/reproduce_fig5.py", "--profile", "quick", "--results", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "numnet.reproduce", "fig5", "--profile", "quick", "--results", str(tmp_path)],
                        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "interrupted sweep" in r.stderr and "sweep:" not in r.stdout
     assert len(list((tmp_path / "fig5" / "runs").iterdir())) == 3  # nothing moved or lost
@@ -116,7 +116,7 @@ def test_reproduce_fig5_refuses_results_of_another_profile(tmp_path):
 def test_make_target_resumes_an_interrupted_sweep_and_redoes_a_finished_one(tmp_path):
     """Killed part-way: the same command resumes (finished runs skipped). Run to its end: the same
     command trains afresh, the earlier runs and record moved to previous-runs/."""
-    cmd = [sys.executable, "scripts/reproduce_fig5.py", "--profile", "smoke", "--logger", "none", "--jobs", "1",
+    cmd = [sys.executable, "-m", "numnet.reproduce", "fig5", "--profile", "smoke", "--logger", "none", "--jobs", "1",
            "--results", str(tmp_path)]
     out = tmp_path / "fig5"
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -149,7 +149,7 @@ def test_a_setting_wrong_for_every_run_stops_the_sweep_before_any_compute(tmp_pa
 
     if extra == "trainer=gpu" and torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    r = subprocess.run([sys.executable, "scripts/reproduce_sweep.py", "fig5", "--profile", "smoke", "--logger", "none",
+    r = subprocess.run([sys.executable, "-m", "numnet.reproduce", "fig5", "--profile", "smoke", "--logger", "none",
                         "--results", str(tmp_path), "--extra", extra], cwd=REPO, env=_env(), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 2

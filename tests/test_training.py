@@ -208,11 +208,11 @@ def test_unknown_group_names_list_the_choices(tmp_path, override, choice):
 def test_unwritable_results_folder_is_reported_before_compute(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    r = subprocess.run([sys.executable, "scripts/reproduce_fig5.py", "--profile", "smoke", "--results", str(blocker / "r")],
+    r = subprocess.run([sys.executable, "-m", "numnet.reproduce", "fig5", "--profile", "smoke", "--results", str(blocker / "r")],
                        cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ, WANDB_MODE="disabled"))
     assert r.returncode == 2
     assert "cannot be written" in r.stderr and "classical" not in r.stdout
-    r = subprocess.run([sys.executable, "scripts/reproduce_fig5.py", "--profile", "huge"], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "numnet.reproduce", "fig5", "--profile", "huge"], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "quick" in r.stderr
 

@@ -1,13 +1,22 @@
-"""Reproduce a denoising sweep (Figs. 5, 6, 7 of Sec. 7.1) into ``results/<fig>/``:
-``python scripts/reproduce_sweep.py fig6 [--profile paper]`` (``make reproduce-fig6``).
+"""Reproduce a paper artefact into ``results/<artefact>/``: ``python -m numnet.reproduce fig6 [--profile paper]``
+(``make reproduce-fig6``).
+
+An artefact is defined by one experiment file, ``configs/experiment/<name>.yaml``: the Hydra grid of its runs,
+its folder (``artefact``, ``hydra.sweep.dir``) and a ``reproduce`` block with its default profile, its seeds
+(``null``: the profile's), the report that turns its runs into tables and figures (``module:function``), the
+classical baselines it trains beside the networks and whether its networks are also tested on the other data
+rule's test set. Adding an artefact means adding such a file. Artefacts without a grid of runs (Fig. 2, the
+theory, the kernels, stability, Fig. 9) are run by ``scripts/reproduce_<name>.py``, which this driver also starts.
+
+For an artefact with an experiment file:
 
 1. the classical baselines (``numnet.classical``) on the profile's dataset;
-2. the Hydra multirun ``experiment=<fig>`` over the profile's seeds, in parallel jobs through
-   Hydra's joblib launcher. ``<fig>/.sweep-in-progress.json`` marks a sweep until it has run to its
-   end: running the same command again resumes an interrupted sweep (finished runs are skipped, a run
-   cut off part-way continues from its checkpoint), while a finished sweep is redone, its runs moved
-   to ``<fig>/previous-runs/``;
-3. ``PROVENANCE.json`` and the report (``runs.csv``, ``table.md``, ``<fig>.png``).
+2. the Hydra multirun ``experiment=<name>`` over the seeds, in parallel jobs through Hydra's joblib
+   launcher (or the packed engine). ``<artefact>/.sweep-in-progress.json`` marks a sweep until it has run to
+   its end: running the same command again resumes an interrupted sweep (finished runs are skipped, a run
+   cut off part-way continues from its checkpoint), while a finished sweep is redone, its runs moved to
+   ``<artefact>/previous-runs/``;
+3. ``PROVENANCE.json`` and the report (``runs.csv``, ``table.md``, figures).
 
 A failed run does not stop the sweep; it is listed in ``table.md``. The exit code is non-zero
 when any run failed or the sweep itself broke.
@@ -15,36 +24,60 @@ when any run failed or the sweep itself broke.
 from __future__ import annotations
 
 import argparse
+import importlib
+import runpy
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from numnet.classical import run_classical
+from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, compose_config, sweep_grid_errors
 from numnet.data.signals import SHORT_LAST
-from numnet.config import ConfigError, check_sweep_args, choices, compose_config, sweep_grid_errors
 from numnet.evaluate import CheckpointError, record_pooled, record_rule
-from numnet.report.fig5 import write_fig5
-from numnet.report.fig67 import write_fig6, write_fig7
-from numnet.report.early_stop import write_early_stop
-from numnet.report.fig7_paper import write_fig7_paper
 from numnet.runinfo import ENGINES, begin_sweep, end_sweep, launch_sweep
 
+__all__ = ["experiments", "scripted", "main"]
 
-#: artefact -> (experiment config, report writer, default profile: for figs 5-7 the one whose sweep fits about
-#: 30 minutes on 2 cores, seeds: None for the profile's). ``<fig>-paper``: the same grid under the paper's protocol
-#: (Sec. 7.1.1, ``profile=paper``) in its own folder, beside the reduced profile's results.
-ARTEFACTS = {"fig5": ("fig5", write_fig5, "quick", None), "fig6": ("fig6", write_fig6, "quick", None),
-             "fig7": ("fig7", write_fig7, "quick16", None), "fig7-paper": ("fig7_paper", write_fig7_paper, "paper", [0]),
-             "fig5-paper": ("fig5", write_fig5, "paper", None), "fig6-paper": ("fig6", write_fig6, "paper", None),
-             "early-stop": ("early_stop", write_early_stop, "paper", [0])}
-#: artefacts whose report also tests the networks on the other data rule's test set (numnet.evaluate --record-rule)
-OTHER_RULE = {"fig7-paper": "keep"}
+#: where the artefacts without a grid of runs have their scripts (``reproduce_<name>.py``)
+SCRIPTS_DIR = CONFIG_DIR.parent / "scripts"
+
+
+def experiments() -> dict[str, str]:
+    """Artefact name -> experiment file (stem) for every ``configs/experiment/*.yaml`` with a ``reproduce`` block
+    (read without composing; a file that inherits the block from another names its own artefact)."""
+    out = {}
+    for path in sorted((CONFIG_DIR / "experiment").glob("*.yaml")):
+        raw = OmegaConf.load(path)
+        if "reproduce" in raw and "artefact" in raw:
+            out[str(raw.artefact)] = path.stem
+    return out
+
+
+def scripted() -> dict[str, Path]:
+    """Artefact name -> script for the artefacts without a grid of runs (``scripts/reproduce_<name>.py``)."""
+    return {p.stem.removeprefix("reproduce_").replace("_", "-"): p for p in sorted(SCRIPTS_DIR.glob("reproduce_*.py"))}
+
+
+def _report(spec: str):
+    """The report writer named ``module:function`` in an experiment's ``reproduce.report``."""
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("artefact", choices=sorted(ARTEFACTS), help="which figure")
+    ap = argparse.ArgumentParser(prog="python -m numnet.reproduce", description=__doc__.splitlines()[0])
+    arts = experiments()
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] not in arts and argv[0] in scripted():  # an artefact without a grid: its own script
+        sys.argv = [str(scripted()[argv[0]]), *argv[1:]]
+        runpy.run_path(str(scripted()[argv[0]]), run_name="__main__")
+        return 0
+    ap.add_argument("artefact", choices=sorted(arts), help="which artefact (configs/experiment/*.yaml; the others: "
+                    f"{', '.join(a for a in sorted(scripted()) if a not in arts)})")
     ap.add_argument("--profile", default="default",
                     help=f"one of {choices('profile')}; 'default' picks the artefact's default profile")
     ap.add_argument("--jobs", type=int, default=2, help="parallel training jobs (joblib launcher)")
@@ -56,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="runs: one process per run; packed: compatible networks trained together (numnet.packing)")
     args = ap.parse_args(argv)
     art = args.artefact
-    experiment, write_report, default_profile, art_seeds = ARTEFACTS[art]
+    experiment = arts[art]
+    rep = compose_config(f"experiment={experiment}").reproduce
     if args.profile == "default":
-        args.profile = default_profile
+        args.profile = str(rep.profile)
     try:
         out = Path(args.results) / art
         check_sweep_args(args.profile, "profile", args.logger, args.jobs, args.threads, out)
@@ -75,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{art}] {len(bad)} of {len(errors)} runs have an invalid configuration and will be recorded as failed, "
               f"e.g. {bad[0]}", flush=True)
     prof = compose_config(f"experiment={experiment}", f"profile={args.profile}").profile  # the experiment's overrides in
+    art_seeds = None if rep.seeds is None else list(rep.seeds)
     seeds = ",".join(str(s) for s in (art_seeds or prof.seeds))
     try:  # an interrupted invocation resumes; a finished sweep is redone (its runs move to previous-runs/)
         resuming = begin_sweep(out, {"profile": args.profile, "extra": args.extra})
@@ -87,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{art}] profile={args.profile}: classical baselines", flush=True)
     rule = next((o.split("=", 1)[1] for o in shlex.split(args.extra) if o.startswith("task.short_last=")), "reject")
     try:  # also the check that results/<fig>/runs holds no runs of another profile
-        run_classical(args.profile, out / "runs", art, args.threads, rule)
-        if experiment == "fig5":  # the classical filters under the other reading of the data rule, for comparison
+        if rep.classical:
+            run_classical(args.profile, out / "runs", art, args.threads, rule)
+        if rep.classical_other_rule:  # the classical filters under the other reading of the data rule, for comparison
             other = next(r for r in SHORT_LAST if r != rule)
             run_classical(args.profile, out / f"classical-{other}", art, args.threads, other)
     except ConfigError as exc:
@@ -97,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     cmd = ["-m", "numnet.train", "-m", f"experiment={experiment}", f"profile={args.profile}", f"seed={seeds}",
            f"logger={args.logger}", f"threads={args.threads}", "trainer.progress_bar=false",
            f"results_root={args.results}"]
-    if art != experiment.replace("_", "-"):  # an experiment's grid run as another artefact: its own folder
-        cmd += [f"artefact={art}", f"hydra.sweep.dir={out / 'runs'}"]
     settings = {"artefact": art, "profile": args.profile,
                 "dataset": {"n_train": prof.n_train, "n_val": prof.n_val, "n_test": prof.n_test},
                 "epochs": prof.max_epochs, "val_every": prof.val_every, "patience": prof.patience,
@@ -112,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         record_pooled(out / "runs")
     except (ValueError, CheckpointError) as exc:
         print(f"[{art}] pooled PSNR not recorded: {exc}", flush=True)
-    if art in OTHER_RULE:
+    if rep.record_rule is not None:
         try:
-            record_rule(out / "runs", OTHER_RULE[art])
+            record_rule(out / "runs", str(rep.record_rule))
         except (ValueError, CheckpointError) as exc:
             print(f"[{art}] the other data rule's test PSNR not recorded: {exc}", flush=True)
-    runs = write_report(out)
+    runs = _report(str(rep.report))(out)
     n_failed = int((runs.status != "complete").sum())
     print(f"[{art}] {len(runs)} runs ({n_failed} failed) in {wall / 60:.1f} min -> {out}/table.md and its figures", flush=True)
     return 1 if rc != 0 or n_failed else 0
