@@ -29,7 +29,7 @@ __all__ = ["METHODS", "evaluate_fig9", "findings_fig9", "cg_time_to"]
 
 METHODS = ("single_grid", "fmg", "unet")
 LABELS = {"single_grid": "single-grid net", "fmg": "FMG net", "unet": "U-net", "cg": "CG solver (reference)",
-          "masked": "masked input"}
+          "masked": "masked input", "original": "original (held out)"}
 #: PSNR against the CG result above which a network "approximates the EED result" (fixed in advance)
 APPROX_DB = 30.0
 
@@ -82,7 +82,7 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
     from numnet.data.images import TEST_IMAGE, random_masks, test_image
     from numnet.inpaint import load_inpainter
     from numnet.models.inpainting import initial_guess
-    from numnet.schemes.eed import EEDParams, cg_inpaint, mean_abs_residual
+    from numnet.schemes.eed import EEDParams, cg_inpaint, eed_residual, mean_abs_residual
 
     folder = Path(folder)
     runs = folder / "runs"
@@ -104,7 +104,7 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
     f = img * mask
     ref, history = cg_inpaint(f, mask, eed)
     cg_seconds = history[-1]["seconds"]
-    rows, images = [], {"masked": f}
+    rows, images, residuals = [], {"original": img, "masked": f}, {}
     for method in METHODS:
         if method not in summaries:
             continue
@@ -118,12 +118,14 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
                      "cg_seconds_to_same_residual": t_cg, "cg_over_net": None if t_cg is None else t_cg / secs,
                      "train_steps": summaries[method][1]["steps"], "train_wall_s": summaries[method][1]["wall_s"]})
         images[method] = u
+        residuals[method] = eed_residual(u, f, mask, eed).abs()
     u0 = initial_guess(f, mask)
     rows.append({"method": "cg", "params": 0, "mean_abs_residual": float(mean_abs_residual(ref, f, mask, eed)),
                  "psnr_vs_cg": float("inf"), "psnr_vs_original": _psnr(ref, img), "seconds": cg_seconds,
                  "cg_seconds_to_same_residual": cg_seconds, "cg_over_net": None, "train_steps": None,
                  "train_wall_s": None})
     images["cg"] = ref
+    residuals["cg"] = eed_residual(ref, f, mask, eed).abs()
     metrics = pd.DataFrame(rows)
     metrics[["method", "params", "mean_abs_residual", "psnr_vs_cg", "psnr_vs_original", "seconds"]].to_csv(
         folder / "metrics.csv", index=False)
@@ -135,7 +137,7 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
             "threads": threads, "evaluation_commit": git_commit()}
     (folder / "evaluation.json").write_text(json.dumps({"info": info, "cg_history": history}, indent=1))
     _write_table(folder, metrics, info, summaries)
-    _figure(folder / "fig9.png", images, mask, metrics)
+    _figure(folder / "fig9.png", images, residuals, mask, metrics)
     return metrics
 
 
@@ -191,28 +193,42 @@ def _write_table(folder: Path, metrics: pd.DataFrame, info: dict, summaries: dic
     (folder / "table.md").write_text("\n".join(lines) + "\n")
 
 
-def _figure(path: Path, images: dict, mask: torch.Tensor, metrics: pd.DataFrame) -> None:
-    order = ["masked", "single_grid", "fmg", "unet", "cg"]
+def _figure(path: Path, images: dict, residuals: dict, mask: torch.Tensor, metrics: pd.DataFrame) -> None:
+    """Top row: the original, the masked input, the CG result and each network's result, with their PSNRs in the
+    titles; bottom row: the mask and each result's absolute residual of Eq. (29) on one colour scale."""
+    import numpy as np
+
+    order = ["original", "masked", "cg", "single_grid", "fmg", "unet"]
     shown = [k for k in order if k in images]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6))
+    fig, axes = plt.subplots(2, len(shown), figsize=(3.0 * len(shown), 6.6))
     res = metrics.set_index("method")
-    for ax, k in zip(axes, shown):
+    top = max(float(r.quantile(0.99)) for r in (v.flatten() for v in residuals.values())) if residuals else 1.0
+    for col, k in enumerate(shown):
+        ax, below = axes[0, col], axes[1, col]
         img = images[k][0, 0].clamp(0, 255).numpy()
         if k == "masked":
-            import numpy as np
-
             rgb = np.stack([img] * 3, -1) / 255.0
             rgb[mask[0, 0].numpy() < 0.5] = (0.0, 0.0, 0.0)
             ax.imshow(rgb)
         else:
             ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-        title = LABELS[k]
+        title = LABELS.get(k, k)
         if k in res.index:
-            title += f"\nres {res.loc[k, 'mean_abs_residual']:.3f}"
+            r = res.loc[k]
+            title += (f"\n{r.psnr_vs_original:.2f} dB vs original" +
+                      ("" if k == "cg" else f"\n{r.psnr_vs_cg:.2f} dB vs CG"))
         ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        if k in residuals:
+            shown_res = below.imshow(residuals[k][0, 0].numpy(), cmap="magma", vmin=0, vmax=top)
+            below.set_title(f"|residual|, mean {res.loc[k, 'mean_abs_residual']:.3f}", fontsize=9)
+        elif k == "masked":
+            below.imshow(mask[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            below.set_title(f"mask ({100 * float(mask.mean()):.0f} % known)", fontsize=9)
+        for a in (ax, below):
+            a.axis("off")
+    if residuals:
+        fig.colorbar(shown_res, ax=axes.ravel().tolist(), shrink=0.45, anchor=(0.0, 0.1), label="|residual of Eq. (29)|")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
