@@ -58,6 +58,10 @@ def validate_inpaint(cfg: DictConfig) -> None:
         raise ConfigError(f"data.crop must be a multiple of 4 and >= 8 (three grids), got {crop!r}")
     if not 0 < cfg.data.density <= 1:
         raise ConfigError(f"data.density must lie in (0, 1], got {cfg.data.density}")
+    if not 0 <= cfg.data.synthetic <= 1:
+        raise ConfigError(f"data.synthetic (share of synthetic training crops) must lie in [0, 1], got {cfg.data.synthetic}")
+    if not cfg.data.max_scale >= 1:
+        raise ConfigError(f"data.max_scale (largest crop window over the crop side) must be >= 1, got {cfg.data.max_scale}")
     if not cfg.inpaint_profile.lr > 0:
         raise ConfigError(f"inpaint_profile.lr must be > 0, got {cfg.inpaint_profile.lr}")
     try:
@@ -112,7 +116,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from numnet.data.images import TRAIN_IMAGES, VAL_IMAGES, CropBatches, crop_bank, random_masks
+    from numnet.data.images import TRAIN_IMAGES, VAL_IMAGES, CropStream, crop_bank, random_masks
     from numnet.models.inpainting import build_inpainter
     from numnet.runinfo import atomic_torch_save, provenance
     from numnet.tasks.inpainting import InpaintingTask
@@ -122,7 +126,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     _quiet_lightning()
     torch.set_num_threads(int(cfg.threads))
     p, d = cfg.inpaint_profile, cfg.data
-    bank = crop_bank(TRAIN_IMAGES, int(p.n_crops), int(d.crop), int(d.data_seed))
+    stream = CropStream(TRAIN_IMAGES, int(p.batch_size), int(d.crop), int(d.data_seed) + 1000 * int(cfg.seed),
+                        max(1, int(p.n_crops) // int(p.batch_size)), float(d.synthetic), float(d.max_scale))
     val = crop_bank(VAL_IMAGES, int(d.n_val), int(d.crop), int(d.data_seed) + 1)
     val_masks = random_masks(val.shape, float(d.density), torch.Generator().manual_seed(int(d.data_seed) + 2))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -138,7 +143,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         **_val_schedule(int(p.val_every), int(p.n_crops) // int(p.batch_size), int(p.steps)),
     )
     try:
-        trainer.fit(task, train_dataloaders=CropBatches(bank, int(p.batch_size), int(cfg.seed)),
+        trainer.fit(task, train_dataloaders=stream,
                     val_dataloaders=_OneBatch(val, val_masks))
         summary = {
             "status": "complete", "name": name, "artefact": cfg.artefact, "profile": p.name,

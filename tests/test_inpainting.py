@@ -123,8 +123,12 @@ def test_reproduce_fig9_smoke_writes_every_artefact_and_resumes(tmp_path):
     import pandas as pd
 
     m = pd.read_csv(out / "metrics.csv")
-    assert list(m.columns) == ["method", "params", "mean_abs_residual", "psnr_vs_cg", "psnr_vs_original", "seconds"]
-    assert sorted(m.method) == ["cg", "fmg", "single_grid", "unet"]
+    assert list(m.columns) == ["method", "image", "density", "params", "mean_abs_residual", "psnr_vs_cg",
+                               "psnr_vs_original", "seconds"]
+    assert sorted(set(m.method)) == ["cg", "fmg", "single_grid", "unet"]
+    assert m.image.nunique() == 4 and sorted(set(m.density)) == [0.05, 0.1, 0.2] and len(m) == 4 * 4 * 3
+    timed = m.dropna(subset=["seconds"])  # the paper's case only: the test image at the training density
+    assert set(timed.image) == {"astronaut"} and set(timed.density) == {0.2} and len(timed) == 4
     assert (out / "fig9.png").stat().st_size > 0 and "CG / net" in (out / "table.md").read_text()
     prov = json.loads((out / "PROVENANCE.json").read_text())
     assert prov["profile"] == "smoke" and prov["runs_written"] == 3
@@ -144,3 +148,32 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         load_inpainter(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_inpainter(tmp_path / "missing.pt")
+
+
+def test_training_data_are_offline_and_deterministic(monkeypatch):
+    """Every image ships inside an installed package (no socket is opened to load them); the crop stream and the
+    synthetic images repeat exactly with a seed and differ with another; the held-out images are not trained on."""
+    import socket
+
+    from numnet.data.images import (FURTHER_TEST_IMAGES, TEST_IMAGE, TRAIN_IMAGES, VAL_IMAGES, CropStream, load_grey,
+                                    synthetic_images, test_image)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("an image was fetched from the network")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    for name in TRAIN_IMAGES + VAL_IMAGES + (TEST_IMAGE,) + FURTHER_TEST_IMAGES:
+        img = load_grey(name)
+        assert img.dim() == 2 and float(img.min()) >= 0 and float(img.max()) <= 255.001 and float(img.max()) > 100, name
+    held_out = set(VAL_IMAGES) | {TEST_IMAGE} | set(FURTHER_TEST_IMAGES)
+    assert not held_out & set(TRAIN_IMAGES)
+    assert all(test_image(n).shape == (1, 1, 256, 256) for n in (TEST_IMAGE, *FURTHER_TEST_IMAGES))
+    a, b, c = (list(CropStream(TRAIN_IMAGES, 4, 32, seed, epoch=6)) for seed in (0, 0, 1))
+    assert len(a) == 6 and all(x.shape == (4, 1, 32, 32) for x in a)
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert float(torch.stack(a).min()) >= 0 and float(torch.stack(a).max()) <= 255.001
+    assert torch.unique(torch.cat(a).flatten(1), dim=0).shape[0] == 24  # fresh crops, no repeats
+    s1, s2 = (synthetic_images(4, 32, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert torch.equal(s1, s2) and float(s1.min()) >= 0 and float(s1.max()) <= 255
+    jumps = (s1[0::2, 0, :, 1:] - s1[0::2, 0, :, :-1]).abs()  # shapes over a ramp: flat almost everywhere, edges
+    assert float(jumps.median()) < 1.0 and float(jumps.max()) > 10.0

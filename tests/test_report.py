@@ -195,3 +195,22 @@ def test_paper_protocol_table_compares_with_the_reduced_profile(tmp_path):
     assert "mean +0.50 dB, from -0.50 to +1.50 dB; higher here in 1 of 2" in text
     write_fig5(tmp_path / "fig5")
     assert "## Against the reduced profile" not in (tmp_path / "fig5" / "table.md").read_text()
+
+
+def test_every_committed_markdown_table_has_one_column_count():
+    """A ``|`` inside a cell (``mean |residual|``) splits it: every row of every committed table must have as many
+    cells as its header (escaped pipes ``\\|`` do not count)."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    cells = lambda line: len(re.split(r"(?<!\\)\|", line.strip().strip("|")))  # noqa: E731
+    bad = []
+    for path in sorted(root.rglob("*.md")):
+        block: list[str] = []
+        for line in path.read_text().splitlines() + [""]:
+            if line.startswith("|"):
+                block.append(line)
+                continue
+            bad += [f"{path.relative_to(root)}: {row[:80]}" for row in block[1:] if cells(row) != cells(block[0])]
+            block = []
+    assert not bad, bad[:5]
