@@ -1,7 +1,9 @@
 """Reproduce Fig. 9 (Sec. 7.2.3) into ``results/fig9/``: ``make reproduce-fig9 [PROFILE=paper]``.
 
 1. the Hydra multirun ``python -m numnet.inpaint -m inpaint_model=fmg,single_grid,unet`` (joblib
-   jobs in parallel; a finished network is skipped, so an interrupted run resumes);
+   jobs in parallel). As for the denoising sweeps (``numnet.reproduce``), ``fig9/.sweep-in-progress.json``
+   marks it until it has run to its end: the same command resumes an interrupted one (finished networks are
+   skipped) and redoes a finished one, its runs moved to ``fig9/previous-runs/``;
 2. ``PROVENANCE.json``;
 3. the evaluation against the CG solver on the held-out image (``numnet.report.fig9``):
    ``metrics.csv``, ``table.md``, ``fig9.png``.
@@ -17,7 +19,7 @@ from omegaconf import OmegaConf
 
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.report.fig9 import evaluate_fig9
-from numnet.runinfo import launch_sweep
+from numnet.runinfo import begin_sweep, end_sweep, launch_sweep
 
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
 
@@ -42,7 +44,16 @@ def main(argv: list[str] | None = None) -> int:
            f"logger={args.logger}", f"threads={args.threads}", f"hydra.sweep.dir={out / 'runs'}"]
     settings = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
                 "n_crops": prof.n_crops, "lr": prof.lr, "seeds": [0], "threads": args.threads}
+    try:  # an interrupted invocation resumes; a finished one is redone (its runs move to previous-runs/)
+        resuming = begin_sweep(out, {"profile": args.profile, "extra": args.extra})
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("[fig9] " + ("resuming the interrupted sweep: finished networks are skipped" if resuming else
+                       f"training afresh into {out}/runs (earlier runs, if any, in {out}/previous-runs)"), flush=True)
     rc, wall = launch_sweep(cmd, out, settings, args.jobs, "fig9", shlex.split(args.extra))
+    if rc == 0:
+        end_sweep(out)
     print("[fig9] evaluating against the CG solver", flush=True)
     try:
         metrics = evaluate_fig9(out, threads=args.threads)
