@@ -297,37 +297,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] copy bandwidth {bw / 1e9:.2f} GB/s", flush=True)
     data = 50 * torch.randn(4096, 1, N, generator=torch.Generator().manual_seed(0))
     rows = []
+    def symresnet_row(case: str, channels: int, **model_kw) -> None:
+        """The 20-block symmetric ResNet's epoch time against the naive baseline, one row of the table."""
+        torch.manual_seed(0)
+        net = build_model("symresnet", depth=20, channels=channels, **model_kw)
+        t_num = epoch_time(net, data, args.signals, steps, **timing)
+        t_naive = epoch_time(NaiveSymResNet(net), data, args.signals, steps, naive=True, **timing)
+        rows.append({"case": case, "channels": channels, "numnet_epoch_s": round(t_num, 4),
+                     "naive_epoch_s": round(t_naive, 4), "speedup": round(t_naive / t_num, 3),
+                     "bound_epoch_s": round(traffic_bound(args.signals, 20, channels, bw), 4)})
+        print(f"[bench] {rows[-1]}", flush=True)
+
     for channels in (1, 16):
         for act in ACTS:
-            torch.manual_seed(0)
-            net = build_model("symresnet", depth=20, channels=channels, activation=act)
-            t_num = epoch_time(net, data, args.signals, steps, **timing)
-            t_naive = epoch_time(NaiveSymResNet(net), data, args.signals, steps, naive=True, **timing)
-            bound = traffic_bound(args.signals, 20, channels, bw)
-            rows.append({"case": f"symresnet-c{channels}-{act}", "channels": channels,
-                         "numnet_epoch_s": round(t_num, 4), "naive_epoch_s": round(t_naive, 4),
-                         "speedup": round(t_naive / t_num, 3), "bound_epoch_s": round(bound, 4)})
-            print(f"[bench] {rows[-1]}", flush=True)
-    torch.manual_seed(0)  # the 16-channel network on the eager path (autograd through conv1d blocks)
-    net = build_model("symresnet", depth=20, channels=16, activation="perona_malik", fused=False)
-    t_num = epoch_time(net, data, args.signals, steps, **timing)
-    t_naive = epoch_time(NaiveSymResNet(net), data, args.signals, steps, naive=True, **timing)
-    rows.append({"case": "symresnet-c16-perona_malik-eager", "channels": 16, "numnet_epoch_s": round(t_num, 4),
-                 "naive_epoch_s": round(t_naive, 4), "speedup": round(t_naive / t_num, 3),
-                 "bound_epoch_s": round(traffic_bound(args.signals, 20, 16, bw), 4)})
-    print(f"[bench] {rows[-1]}", flush=True)
+            symresnet_row(f"symresnet-c{channels}-{act}", channels, activation=act)
+    # the 16-channel network on the eager path (autograd through conv1d blocks)
+    symresnet_row("symresnet-c16-perona_malik-eager", 16, activation="perona_malik", fused=False)
     gemm = matmul_rate()
     flop_epoch = step_flops(20, 16) * args.signals / BATCH
     print(f"[bench] width-3 matrix products {gemm / 1e9:.1f} GFLOP/s; 16-channel epoch {flop_epoch / 1e9:.0f} GFLOP",
           flush=True)
-    torch.manual_seed(0)  # the 16-channel network under the provable rule: its bound runs every step
-    net = build_model("symresnet", depth=20, channels=16, activation="perona_malik", normalisation="provable")
-    t_num = epoch_time(net, data, args.signals, steps, **timing)
-    t_naive = epoch_time(NaiveSymResNet(net), data, args.signals, steps, naive=True, **timing)
-    rows.append({"case": "symresnet-c16-perona_malik-provable", "channels": 16, "numnet_epoch_s": round(t_num, 4),
-                 "naive_epoch_s": round(t_naive, 4), "speedup": round(t_naive / t_num, 3),
-                 "bound_epoch_s": round(traffic_bound(args.signals, 20, 16, bw), 4)})
-    print(f"[bench] {rows[-1]}", flush=True)
+    # the 16-channel network under the provable rule: its bound runs every step
+    symresnet_row("symresnet-c16-perona_malik-provable", 16, activation="perona_malik", normalisation="provable")
     # one-channel ResNet (Fig. 5: shared weights; Fig. 6: own weights with Eq. 27's regulariser, beta = 5)
     for shared in (True, False):
         torch.manual_seed(0)
