@@ -19,7 +19,7 @@ import torch
 from numnet.config import ConfigError, check_writable, choices, compose_config
 from numnet.data.signals import make_splits
 from numnet.metrics import pooled_psnr, psnr
-from numnet.runinfo import RunConflict, is_complete, provenance, write_json_atomic
+from numnet.runs import RunConflict, is_complete, provenance, write_json_atomic
 from numnet.schemes.explicit import ExplicitDiffusion, select_explicit
 
 __all__ = ["DIFFUSIVITIES", "run_classical"]

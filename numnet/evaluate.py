@@ -90,7 +90,7 @@ def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
     ``runs_dir`` whose summary does not record the pooled PSNR and that has none yet; the run's own test set
     is rebuilt from its summary and the mean PSNR must match the stored one within ``tolerance_db`` (else
     ``ValueError``: the test set or the weights are not the run's). Returns the number written."""
-    from numnet.runinfo import provenance, write_json_atomic
+    from numnet.runs import provenance, write_json_atomic
 
     written = 0
     for path in sorted(Path(runs_dir).glob("*/summary.json")):
@@ -126,7 +126,7 @@ def record_rule(runs_dir: str | Path, rule: str) -> int:
     (``task.short_last``), in ``<run>/evaluation-short_last-<rule>.json`` with provenance (written once). Returns
     the number written."""
     from numnet.data.signals import SHORT_LAST
-    from numnet.runinfo import provenance, write_json_atomic
+    from numnet.runs import provenance, write_json_atomic
 
     if rule not in SHORT_LAST:
         raise ValueError(f"the data rule must be one of {list(SHORT_LAST)}, got {rule!r}")

@@ -105,7 +105,7 @@ def _loggers(cfg: DictConfig, out_dir: Path, name: str):
         from pytorch_lightning.loggers import CSVLogger
 
         return [CSVLogger(save_dir=str(out_dir), name="", version="")]
-    from numnet.train import wandb_logger
+    from numnet.runs import wandb_logger
 
     return [wandb_logger(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.artefact, name=name,
                          tags=[cfg.artefact, cfg.inpaint_model.name, f"profile={cfg.inpaint_profile.name}"],
@@ -118,12 +118,12 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
     from numnet.data.images import TRAIN_IMAGES, VAL_IMAGES, CropStream, crop_bank, random_masks
     from numnet.models.inpainting import build_inpainter
-    from numnet.runinfo import atomic_torch_save, provenance
+    from numnet.runs import atomic_torch_save, provenance
     from numnet.tasks.inpainting import InpaintingTask
-    from numnet.train import _quiet_lightning, close_loggers
+    from numnet.runs import close_loggers, quiet_lightning
 
     t0 = time.perf_counter()
-    _quiet_lightning()
+    quiet_lightning()
     torch.set_num_threads(int(cfg.threads))
     p, d = cfg.inpaint_profile, cfg.data
     stream = CropStream(TRAIN_IMAGES, int(p.batch_size), int(d.crop), int(d.data_seed) + 1000 * int(cfg.seed),
@@ -185,7 +185,7 @@ def _val_schedule(every: int, steps_per_epoch: int, total: int) -> dict:
 
 def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
     """Validate, skip if done, train; in a multirun a failure becomes a ``failed`` summary."""
-    from numnet.train import execute_recorded
+    from numnet.runs import execute_recorded
 
     def describe(s: dict) -> str:
         m = s["metrics"]
@@ -200,19 +200,19 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from numnet.train import _is_multirun
+    from numnet.runs import is_multirun
 
     try:
         summary = execute(cfg, Path(HydraConfig.get().runtime.output_dir))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        if _is_multirun():
+        if is_multirun():
             return None
         sys.exit(2)
     return summary["metrics"]["val_residual"] if summary and summary.get("status") == "complete" else None
 
 
 if __name__ == "__main__":
-    from numnet.train import run_cli
+    from numnet.runs import run_cli
 
     run_cli("numnet.inpaint", "inpaint")

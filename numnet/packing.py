@@ -97,7 +97,8 @@ def launch_packed(hydra_context, config: DictConfig, job_overrides: Sequence[Seq
     from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 
     from numnet.config import ConfigError, validate
-    from numnet.train import already_done, pack_key, record_invalid, run_identity
+    from numnet.runs import already_done, record_invalid
+    from numnet.train import pack_key, run_identity
 
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)

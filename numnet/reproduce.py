@@ -37,7 +37,7 @@ from numnet.classical import run_classical
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, compose_config, sweep_grid_errors
 from numnet.data.signals import SHORT_LAST
 from numnet.evaluate import CheckpointError, record_pooled, record_rule
-from numnet.runinfo import ENGINES, begin_sweep, end_sweep, launch_sweep
+from numnet.runs import ENGINES, begin_sweep, end_sweep, launch_sweep
 
 __all__ = ["experiments", "scripted", "main"]
 

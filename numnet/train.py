@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,22 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from numnet.config import (  # noqa: E402
     CONFIG_DIR,
     ConfigError,
-    check_writable,
     model_kwargs,
     norm_tag,
     register_resolvers,
     validate,
+)
+
+from numnet.runs import (  # noqa: E402
+    close_loggers,
+    execute_recorded,
+    failed_summary,
+    is_multirun,
+    quiet_lightning,
+    record_invalid,
+    run_cli,
+    run_overrides,
+    wandb_logger,
 )
 
 log = logging.getLogger("numnet.train")
@@ -71,32 +81,12 @@ def _loggers(cfg: DictConfig, out_dir: Path, run_name: str):
     ]
 
 
-def wandb_logger(**kwargs):
-    """Lightning's ``WandbLogger`` without the ``anonymous`` argument it always passes to ``wandb.init`` (wandb
-    warns on every run that the setting has no effect)."""
-    from pytorch_lightning.loggers import WandbLogger
-
-    logger = WandbLogger(**kwargs)
-    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
-    return logger
-
-
 def run_name(cfg: DictConfig) -> str:
     """``<model>-<activation>-d<depth>-c<channels>-<shared|own>[-<normalisation>]-s<seed>``: the
     normalisation rule only where it is not the default (``paper``); the sweep folders use the same."""
     shared = "shared" if cfg.model.shared else "own"
     norm = norm_tag(OmegaConf.select(cfg, "model.normalisation", default="paper"))
     return f"{cfg.model.name}-{cfg.activation.name}-d{cfg.model.depth}-c{cfg.model.channels}-{shared}{norm}-s{cfg.seed}"
-
-
-def _quiet_lightning() -> None:
-    """Drop Lightning's advertising tips and deprecation chatter; real warnings stay."""
-    import warnings
-
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def _fit(trainer, module, batches, ckpt_path) -> None:
@@ -138,7 +128,7 @@ def _finish(cfg: DictConfig, out_dir: Path, model, task, data, epochs: int, resu
 
     from numnet.evaluate import WEIGHTS_FORMAT, psnr_readings
     from numnet.metrics import pooled_psnr, psnr
-    from numnet.runinfo import atomic_torch_save, provenance
+    from numnet.runs import atomic_torch_save, provenance
 
     p, t = cfg.profile, cfg.task
     test = data["test"]
@@ -181,7 +171,7 @@ def _finish(cfg: DictConfig, out_dir: Path, model, task, data, epochs: int, resu
         "history": task.history,
         "wall_s": round(wall_s, 3),
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "overrides": _overrides() if overrides is None else list(overrides),
+        "overrides": run_overrides() if overrides is None else list(overrides),
         "provenance": provenance(),
     }
     if cfg.save_weights:
@@ -211,7 +201,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
 
     t0 = time.perf_counter()
-    _quiet_lightning()
+    quiet_lightning()
     data, model, task = _build(cfg)
     p = cfg.profile
     # chunks of `steps_per_batch` minibatches: one Adam step per minibatch inside the task
@@ -258,14 +248,6 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         close_loggers(loggers)
 
 
-def close_loggers(loggers) -> None:
-    """Ends the run's wandb run where it logs to wandb (each run of a process gets its own)."""
-    if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
-        import wandb
-
-        wandb.finish()
-
-
 def pack_key(cfg: DictConfig) -> str:
     """What networks trained in one pack (:func:`train_pack`) must share: everything but the model, the
     activation, the seed and the per-network bookkeeping of the profile (validation interval, patience):
@@ -310,14 +292,14 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
     again). Returns the summaries in the order of ``cfgs`` (``None``: done earlier)."""
     import pytorch_lightning as pl
 
-    from numnet.runinfo import RESUME_FILE, write_json_atomic
+    from numnet.runs import RESUME_FILE, write_json_atomic
     from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
     from numnet.tasks.packed import PackedDenoising
 
     if len({pack_key(c) for c in cfgs}) > 1:
         raise ValueError("a pack's configurations must share the dataset, profile, trainer and logger")
     t0 = time.perf_counter()
-    _quiet_lightning()
+    quiet_lightning()
     built = [_build(c) for c in cfgs]
     data = built[0][0]
     cfg0 = cfgs[0]
@@ -418,26 +400,6 @@ def _wall_total(callbacks: list, this_sitting: float) -> float | None:
     return None if None in earlier else round(this_sitting + sum(earlier), 3)
 
 
-def _overrides() -> list[str]:
-    """The command-line overrides of this run (Hydra's ``overrides.task``); empty outside a Hydra run."""
-    from hydra.core.hydra_config import HydraConfig
-
-    try:
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
-
-
-def _is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    try:
-        return HydraConfig.get().mode == RunMode.MULTIRUN
-    except ValueError:
-        return False
-
-
 def run_identity(config: dict) -> dict:
     """What a run computes: the resolved config without the keys that only change how it runs or logs."""
     from numnet.models import recorded_kwargs
@@ -452,52 +414,6 @@ def run_identity(config: dict) -> dict:
     if task.get("short_last", "reject") == "reject":  # the default: the rule of every run recorded before the option
         task.pop("short_last", None)  # (left out, so that identities stored in older checkpoints still match)
     return {"model": model, "profile": profile, "task": task, **{k: config.get(k) for k in ("activation", "seed")}}
-
-
-def already_done(cfg: DictConfig, out_dir: Path, identity) -> bool:
-    """Whether ``out_dir`` holds a complete run of this configuration (``identity`` of the resolved
-    config), to be skipped; a complete run of another configuration is a :class:`ConfigError`."""
-    from numnet.runinfo import RunConflict, is_complete
-
-    check_writable(out_dir)
-    expected = identity(OmegaConf.to_container(cfg, resolve=True))
-    try:
-        done = cfg.skip_completed and is_complete(out_dir / "summary.json", lambda s: identity(s.get("config", {})), expected)
-    except RunConflict as exc:
-        raise ConfigError(str(exc)) from None
-    if done:
-        print(f"[numnet] skip {out_dir} (summary complete)", flush=True)
-    return bool(done)
-
-
-def execute_recorded(cfg: DictConfig, out_dir: Path, check, identity, train_fn, name: str, describe) -> dict | None:
-    """Check the config, skip a complete run (:func:`already_done`), train with ``train_fn`` and write
-    ``summary.json`` atomically. A failure writes a ``failed`` summary with its reason; in a multirun
-    the sweep goes on (the failed summary is returned), otherwise it is raised."""
-    from numnet.runinfo import RESUME_FILE, write_json_atomic
-
-    summary_path = out_dir / "summary.json"
-    check(cfg)
-    if already_done(cfg, out_dir, identity):
-        return None
-    t0 = time.perf_counter()
-    try:
-        summary = train_fn(cfg, out_dir)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised or reported
-        failed = failed_summary(cfg, name, f"{type(exc).__name__}: {exc}", round(time.perf_counter() - t0, 3),
-                                traceback=traceback.format_exc(limit=8))
-        write_json_atomic(summary_path, failed)
-        if _is_multirun():
-            print(f"[numnet] FAILED {name}: {failed['reason']}", file=sys.stderr, flush=True)
-            return failed
-        raise
-    write_json_atomic(summary_path, summary)
-    (out_dir / RESUME_FILE).unlink(missing_ok=True)  # the run is complete: nothing to resume
-    print(describe(summary), flush=True)
-    print(f"[numnet] run folder: {out_dir}", flush=True)
-    return summary
 
 
 def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
@@ -520,7 +436,7 @@ def main(cfg: DictConfig) -> float | None:
         summary = execute(cfg, out_dir)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        if _is_multirun():
+        if is_multirun():
             record_invalid(cfg, out_dir, exc)
             return None
         try:  # a single run stopped before any compute leaves no empty folder behind
@@ -531,75 +447,6 @@ def main(cfg: DictConfig) -> float | None:
     if summary and summary.get("status") == "complete":
         return summary["metrics"]["val_psnr"]
     return None
-
-
-def record_invalid(cfg: DictConfig, out_dir: Path, exc: Exception) -> None:
-    """In a sweep, a run whose configuration is invalid leaves a ``failed`` summary with the reason, so
-    that the sweep's table lists it and the sweep's exit status says so; a folder that holds a complete
-    run (of another configuration) is left as it is."""
-    from numnet.runinfo import read_summary, write_json_atomic
-
-    path = out_dir / "summary.json"
-    if (read_summary(path) or {}).get("status") == "complete":
-        return
-    write_json_atomic(path, failed_summary(cfg, out_dir.name, f"ConfigError: {exc}", 0.0))
-
-
-def failed_summary(cfg: DictConfig, name: str, reason: str, wall_s: float, **extra) -> dict:
-    """The ``failed`` summary of a run: its name, the reason, wall time, config (unresolved where it
-    cannot be resolved) and provenance, plus ``extra`` (e.g. the traceback)."""
-    from numnet.runinfo import provenance
-
-    try:
-        config = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # noqa: BLE001 - an unresolvable config is still recorded, unresolved
-        config = OmegaConf.to_container(cfg, resolve=False)
-    return {"status": "failed", "name": name, "reason": reason, **extra, "wall_s": wall_s, "config": config,
-            "provenance": provenance()}
-
-
-def precheck_output_roots(argv: list[str]) -> None:
-    """Fail with one line before Hydra starts when an output root given on the command line cannot be
-    written (Hydra would otherwise stop with a traceback while creating its run folder)."""
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if sep and key in ("output_root", "results_root", "hydra.run.dir", "hydra.sweep.dir") and "$" not in value:
-            check_writable(value)
-
-
-#: what to do after an interruption (the checkpoint stays in the run folder)
-_RESUME_HINT = ("a sweep resumes when the same command runs again (finished runs are kept); a single run resumes "
-                "with hydra.run.dir=<its run folder>")
-
-
-def run_cli(module: str, config_name: str = "train") -> None:
-    """``python -m <module>``: the output-root and override prechecks (one line for an unknown group
-    option or key), then ``<module>.main`` imported by name, so that launchers that pickle the task
-    (joblib, submitit) find it by reference in their workers (not in ``__main__``)."""
-    import importlib
-
-    from numnet.config import check_overrides
-
-    try:
-        precheck_output_roots(sys.argv[1:])
-        check_overrides(sys.argv[1:], config_name)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        importlib.import_module(module).main()
-    except KeyboardInterrupt:
-        print(f"[numnet] interrupted; {_RESUME_HINT}", file=sys.stderr, flush=True)
-        sys.exit(130)
-    except SystemExit as exc:
-        # Lightning stops a run on SIGTERM at the end of the epoch (its checkpoint written) with a bare
-        # SystemExit, status 0: say so and exit with 143, so that a sweep stopped this way is not taken for
-        # a finished one
-        if type(exc).__name__ == "SIGTERMException":
-            print(f"[numnet] stopped by SIGTERM; {_RESUME_HINT}", file=sys.stderr, flush=True)
-            sys.exit(143)
-        raise
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from numnet.models import build_model
 from numnet.nn.activations import flux_function
 from numnet.nn.stencil import apply_k_reference, apply_kt_reference, norm_bound, paper_bound, provable_bound
 from numnet.report.artefact import write_artefact
-from numnet.runinfo import provenance
+from numnet.runs import provenance
 
 N = 256
 BATCH = 32

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from numnet.config import ConfigError, check_writable  # noqa: E402
 from numnet.nn.activations import build_flux  # noqa: E402
 from numnet.report.artefact import write_artefact  # noqa: E402
-from numnet.runinfo import provenance, write_json_atomic  # noqa: E402
+from numnet.runs import provenance, write_json_atomic  # noqa: E402
 
 ACTS = [("relu", "ReLU"), ("charbonnier", "Charbonnier"), ("perona_malik", "Perona-Malik")]
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.report.fig9 import evaluate_fig9
-from numnet.runinfo import begin_sweep, end_sweep, launch_sweep
+from numnet.runs import begin_sweep, end_sweep, launch_sweep
 
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
 

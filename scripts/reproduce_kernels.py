@@ -23,7 +23,7 @@ from numnet.config import ConfigError, check_writable, choices, compose_config
 from numnet.evaluate import load_model
 from numnet.report.artefact import write_artefact
 from numnet.report.kernels import LIMIT, PAPER, best_run, kernel_measures
-from numnet.runinfo import provenance, write_json_atomic
+from numnet.runs import provenance, write_json_atomic
 from numnet.train import execute
 
 def _kernel_row(act: str, best: tuple[Path, dict] | None) -> dict:

@@ -30,7 +30,7 @@ from numnet.report.collect import best_of_seeds, collect
 from numnet.report.sweep import ACTS, ARCHS, LABELS
 from numnet.nn.stencil import GUARANTEED, dense_k, provable_bound, spectral_norm
 from numnet.report.stability import lipschitz_ratios, norm_ratio
-from numnet.runinfo import git_commit, machine, write_json_atomic
+from numnet.runs import git_commit, machine, write_json_atomic
 
 EPS = (0.01, 0.1)
 SOURCES = {"fig5": "1 channel, shared weights", "fig6": "1 channel, own weights (Eq. 27)", "fig7": "16 channels, own weights",

@@ -34,7 +34,7 @@ from numnet.report.theory import (  # noqa: E402
     theorem2_norms,
 )
 from numnet.report.artefact import write_artefact  # noqa: E402
-from numnet.runinfo import provenance, write_json_atomic  # noqa: E402
+from numnet.runs import provenance, write_json_atomic  # noqa: E402
 
 ACTS = ["relu", "charbonnier", "perona_malik"]
 LABEL = {"relu": "ReLU", "charbonnier": "Charbonnier", "perona_malik": "Perona-Malik", "linear": "linear"}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from numnet.config import ConfigError, compose_config
-from numnet.runinfo import read_summary
+from numnet.runs import read_summary
 from numnet.tasks.checkpoint import RESUME_FILE
 from numnet.tasks.denoising import DenoisingTask
 from numnet.train import execute

@@ -101,7 +101,7 @@ def test_a_run_of_another_profile_is_neither_skipped_nor_overwritten(tmp_path):
 def test_reproduce_fig5_refuses_results_of_another_profile(tmp_path):
     from numnet.classical import run_classical
     from numnet.config import ConfigError
-    from numnet.runinfo import begin_sweep
+    from numnet.runs import begin_sweep
 
     begin_sweep(tmp_path / "fig5", {"profile": "smoke", "extra": ""})  # a smoke sweep, interrupted after ...
     run_classical("smoke", tmp_path / "fig5" / "runs")  # ... its classical baselines

@@ -12,7 +12,7 @@ import torch
 from numnet.config import compose_config
 from numnet.evaluate import CheckpointError, evaluate, load_model
 from numnet.evaluate import main as evaluate_main
-from numnet.runinfo import read_summary
+from numnet.runs import read_summary
 from numnet.train import execute
 
 REPO = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from numnet.runinfo import write_json_atomic
+from numnet.runs import write_json_atomic
 
 __all__ = ["write_artefact"]
 

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from numnet.report.collect import collect  # noqa: E402
 from numnet.report.fig67 import PAPER_FIG7  # noqa: E402
-from numnet.runinfo import RESUME_FILE  # noqa: E402
+from numnet.runs import RESUME_FILE  # noqa: E402
 from numnet.report.sweep import (  # noqa: E402
     ACTS,
     averaging_lines,

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from numnet.config import ConfigError  # noqa: E402
 from numnet.report.sweep import provenance_lines, read_provenance  # noqa: E402
-from numnet.runinfo import git_commit  # noqa: E402
+from numnet.runs import git_commit  # noqa: E402
 
 __all__ = ["METHODS", "evaluate_fig9", "findings_fig9", "cg_time_to"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from numnet.runinfo import read_summary
+from numnet.runs import read_summary
 
 __all__ = ["PAPER", "LIMIT", "best_run", "kernel_measures"]
 

@@ -71,7 +71,7 @@ def profile_comparison_lines(folder: Path, best: pd.DataFrame) -> list[str]:
 
 def progress_lines(folder: Path, runs: pd.DataFrame) -> list[str]:
     """A notice while the folder's sweep has not run to its end (its in-progress marker is there)."""
-    from numnet.runinfo import SWEEP_MARKER
+    from numnet.runs import SWEEP_MARKER
 
     if not (folder / SWEEP_MARKER).exists():
         return []

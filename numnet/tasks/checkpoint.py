@@ -19,7 +19,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from numnet.runinfo import RESUME_FILE
+from numnet.runs import RESUME_FILE
 
 __all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume", "stored_identity"]
 

@@ -1,19 +1,29 @@
-"""Provenance of a run (commit, machine, versions) and crash-safe file writes."""
+"""Running and recording runs and sweeps, for every entry point (``numnet.train``, ``numnet.inpaint``, the
+packed engine, ``numnet.reproduce``): provenance (commit, machine, versions), crash-safe file writes, run
+summaries (complete or failed), the recorded-run framework (:func:`execute_recorded`: check, skip a complete
+run, train, record), the loggers, the command-line wrapper (:func:`run_cli`) and the sweep launcher."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import socket
 import subprocess
+import sys
 import tempfile
+import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from omegaconf import DictConfig, OmegaConf
+
 __all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "is_complete", "RunConflict",
-           "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "end_sweep",
-           "RESUME_FILE"]
+           "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "end_sweep", "launch_sweep", "RESUME_FILE",
+           "execute_recorded", "already_done", "failed_summary", "record_invalid", "run_cli", "run_overrides",
+           "is_multirun", "quiet_lightning", "wandb_logger", "close_loggers", "precheck_output_roots"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -221,3 +231,166 @@ def begin_sweep(out: Path, state: dict[str, Any]) -> bool:
 def end_sweep(out: Path) -> None:
     """The sweep in ``out`` ran to its end (failed runs included): the next invocation starts afresh."""
     (Path(out) / SWEEP_MARKER).unlink(missing_ok=True)
+
+
+def wandb_logger(**kwargs):
+    """Lightning's ``WandbLogger`` without the ``anonymous`` argument it always passes to ``wandb.init`` (wandb
+    warns on every run that the setting has no effect)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    logger = WandbLogger(**kwargs)
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's advertising tips and deprecation chatter; real warnings stay."""
+    import warnings
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def close_loggers(loggers) -> None:
+    """Ends the run's wandb run where it logs to wandb (each run of a process gets its own)."""
+    if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()
+
+
+def run_overrides() -> list[str]:
+    """The command-line overrides of this run (Hydra's ``overrides.task``); empty outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:
+        return False
+
+
+def already_done(cfg: DictConfig, out_dir: Path, identity) -> bool:
+    """Whether ``out_dir`` holds a complete run of this configuration (``identity`` of the resolved
+    config), to be skipped; a complete run of another configuration is a :class:`ConfigError`."""
+    from numnet.config import ConfigError, check_writable
+
+
+    check_writable(out_dir)
+    expected = identity(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        done = cfg.skip_completed and is_complete(out_dir / "summary.json", lambda s: identity(s.get("config", {})), expected)
+    except RunConflict as exc:
+        raise ConfigError(str(exc)) from None
+    if done:
+        print(f"[numnet] skip {out_dir} (summary complete)", flush=True)
+    return bool(done)
+
+
+def execute_recorded(cfg: DictConfig, out_dir: Path, check, identity, train_fn, name: str, describe) -> dict | None:
+    """Check the config, skip a complete run (:func:`already_done`), train with ``train_fn`` and write
+    ``summary.json`` atomically. A failure writes a ``failed`` summary with its reason; in a multirun
+    the sweep goes on (the failed summary is returned), otherwise it is raised."""
+
+    summary_path = out_dir / "summary.json"
+    check(cfg)
+    if already_done(cfg, out_dir, identity):
+        return None
+    t0 = time.perf_counter()
+    try:
+        summary = train_fn(cfg, out_dir)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded, then re-raised or reported
+        failed = failed_summary(cfg, name, f"{type(exc).__name__}: {exc}", round(time.perf_counter() - t0, 3),
+                                traceback=traceback.format_exc(limit=8))
+        write_json_atomic(summary_path, failed)
+        if is_multirun():
+            print(f"[numnet] FAILED {name}: {failed['reason']}", file=sys.stderr, flush=True)
+            return failed
+        raise
+    write_json_atomic(summary_path, summary)
+    (out_dir / RESUME_FILE).unlink(missing_ok=True)  # the run is complete: nothing to resume
+    print(describe(summary), flush=True)
+    print(f"[numnet] run folder: {out_dir}", flush=True)
+    return summary
+
+
+def failed_summary(cfg: DictConfig, name: str, reason: str, wall_s: float, **extra) -> dict:
+    """The ``failed`` summary of a run: its name, the reason, wall time, config (unresolved where it
+    cannot be resolved) and provenance, plus ``extra`` (e.g. the traceback)."""
+
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - an unresolvable config is still recorded, unresolved
+        config = OmegaConf.to_container(cfg, resolve=False)
+    return {"status": "failed", "name": name, "reason": reason, **extra, "wall_s": wall_s, "config": config,
+            "provenance": provenance()}
+
+
+def record_invalid(cfg: DictConfig, out_dir: Path, exc: Exception) -> None:
+    """In a sweep, a run whose configuration is invalid leaves a ``failed`` summary with the reason, so
+    that the sweep's table lists it and the sweep's exit status says so; a folder that holds a complete
+    run (of another configuration) is left as it is."""
+
+    path = out_dir / "summary.json"
+    if (read_summary(path) or {}).get("status") == "complete":
+        return
+    write_json_atomic(path, failed_summary(cfg, out_dir.name, f"ConfigError: {exc}", 0.0))
+
+
+def precheck_output_roots(argv: list[str]) -> None:
+    """Fail with one line before Hydra starts when an output root given on the command line cannot be
+    written (Hydra would otherwise stop with a traceback while creating its run folder)."""
+    from numnet.config import check_writable
+
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if sep and key in ("output_root", "results_root", "hydra.run.dir", "hydra.sweep.dir") and "$" not in value:
+            check_writable(value)
+
+
+#: what to do after an interruption (the checkpoint stays in the run folder)
+_RESUME_HINT = ("a sweep resumes when the same command runs again (finished runs are kept); a single run resumes "
+                "with hydra.run.dir=<its run folder>")
+
+
+def run_cli(module: str, config_name: str = "train") -> None:
+    """``python -m <module>``: the output-root and override prechecks (one line for an unknown group
+    option or key), then ``<module>.main`` imported by name, so that launchers that pickle the task
+    (joblib, submitit) find it by reference in their workers (not in ``__main__``)."""
+    import importlib
+
+    from numnet.config import ConfigError, check_overrides
+
+    try:
+        precheck_output_roots(sys.argv[1:])
+        check_overrides(sys.argv[1:], config_name)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        importlib.import_module(module).main()
+    except KeyboardInterrupt:
+        print(f"[numnet] interrupted; {_RESUME_HINT}", file=sys.stderr, flush=True)
+        sys.exit(130)
+    except SystemExit as exc:
+        # Lightning stops a run on SIGTERM at the end of the epoch (its checkpoint written) with a bare
+        # SystemExit, status 0: say so and exit with 143, so that a sweep stopped this way is not taken for
+        # a finished one
+        if type(exc).__name__ == "SIGTERMException":
+            print(f"[numnet] stopped by SIGTERM; {_RESUME_HINT}", file=sys.stderr, flush=True)
+            sys.exit(143)
+        raise
