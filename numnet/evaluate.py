@@ -1,7 +1,7 @@
 """Re-evaluate stored weights: ``python -m numnet.evaluate RUN_DIR_OR_MODEL_PT [--seed S --n N]``.
 
-Loads ``model.pt`` written by ``numnet.train`` (plain tensors and containers, read with
-``weights_only=True``), generates a fresh test set with the given data seed and size (by
+Loads ``model.pt`` written by ``numnet.train`` (:mod:`numnet.models.weights`: plain tensors and containers,
+read with ``weights_only=True``), generates a fresh test set with the given data seed and size (by
 default the run's own), and prints the mean and the pooled PSNR, so a committed result can be
 checked without retraining. Exit code 2 with a one-line message for a missing or corrupt file.
 
@@ -26,39 +26,15 @@ import torch
 
 from numnet.data.signals import make_splits
 from numnet.metrics import pooled_psnr, psnr
-from numnet.models import build_model, recorded_kwargs
+from numnet.models.weights import WEIGHTS_FORMAT, CheckpointError, load_weights
 
-__all__ = ["load_model", "evaluate", "psnr_readings", "record_pooled", "record_rule", "rule_file", "EVALUATION_FILE"]
+__all__ = ["load_model", "CheckpointError", "WEIGHTS_FORMAT", "evaluate", "psnr_readings", "record_pooled", "record_rule", "rule_file", "EVALUATION_FILE"]
 
 #: a run's later evaluation (``record_pooled``), beside its ``summary.json``
 EVALUATION_FILE = "evaluation.json"
 
-WEIGHTS_FORMAT = "numnet-weights-v1"
-
-
-class CheckpointError(ValueError):
-    """A weights file that is missing, unreadable or not numnet's."""
-
-
-def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """The model stored at ``path`` (a run folder or its ``model.pt``) and the stored record."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise CheckpointError(f"no weights at {str(path)!r} (expected a run folder with model.pt)")
-    try:
-        rec = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for broken files
-        raise CheckpointError(f"weights file {str(path)!r} is corrupt or unreadable: {type(exc).__name__}") from None
-    if not isinstance(rec, dict) or rec.get("format") != WEIGHTS_FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a numnet weights file (format {WEIGHTS_FORMAT})")
-    try:
-        model = build_model(rec["model"], **recorded_kwargs(rec["model"], rec["kwargs"]))
-        model.load_state_dict(rec["state_dict"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"weights in {str(path)!r} do not fit the model: {exc}") from None
-    return model.eval(), rec
+#: the one weights format and loader (numnet.models.weights); ``load_model`` is its name here
+load_model = load_weights
 
 
 @torch.no_grad()

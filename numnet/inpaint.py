@@ -23,9 +23,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from numnet.config import CONFIG_DIR, ConfigError, check_writable, choices  # noqa: E402
 
-__all__ = ["validate_inpaint", "eed_params", "model_kwargs", "load_inpainter", "WEIGHTS_FORMAT"]
-
-WEIGHTS_FORMAT = "numnet-inpainter-v1"
+__all__ = ["validate_inpaint", "eed_params", "model_kwargs"]
 
 
 def eed_params(cfg: DictConfig):
@@ -78,26 +76,6 @@ def run_identity(config: dict) -> dict:
     return {k: config.get(k) for k in ("inpaint_model", "inpaint_profile", "eed", "data", "seed")}
 
 
-def load_inpainter(path: str | os.PathLike):
-    """A trained network from ``model.pt``; a missing or corrupt file gives a one-line error."""
-    import torch
-
-    from numnet.models.inpainting import build_inpainter
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r} does not exist: train the model first")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(ckpt, dict) or ckpt.get("format") != WEIGHTS_FORMAT:
-            raise ValueError("not a numnet inpainting checkpoint")
-        model = build_inpainter(ckpt["model"], **ckpt["kwargs"])
-        model.load_state_dict(ckpt["state_dict"])
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same error for the user
-        raise ConfigError(f"checkpoint {str(path)!r} is corrupt or of another kind: {exc}") from None
-    return model.eval(), ckpt
-
-
 def _loggers(cfg: DictConfig, out_dir: Path, name: str):
     if cfg.logger.name == "none":
         return []
@@ -118,7 +96,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
     from numnet.data.images import TRAIN_IMAGES, VAL_IMAGES, CropStream, crop_bank, random_masks
     from numnet.models.inpainting import build_inpainter
-    from numnet.runs import atomic_torch_save, provenance
+    from numnet.models.weights import save_weights
+    from numnet.runs import provenance
     from numnet.tasks.inpainting import InpaintingTask
     from numnet.runs import close_loggers, quiet_lightning
 
@@ -154,9 +133,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "history": task.history, "wall_s": round(time.perf_counter() - t0, 3),
             "config": OmegaConf.to_container(cfg, resolve=True), "provenance": provenance(),
         }
-        atomic_torch_save({"format": WEIGHTS_FORMAT, "model": cfg.inpaint_model.name, "kwargs": model_kwargs(cfg),
-                           "state_dict": model.state_dict(), "summary": {k: summary[k] for k in ("name", "params", "steps")}},
-                          out_dir / "model.pt")
+        save_weights(out_dir / "model.pt", cfg.inpaint_model.name, model_kwargs(cfg), model.state_dict(),
+                     {k: summary[k] for k in ("name", "params", "steps")})
         return summary
     finally:
         close_loggers(loggers)

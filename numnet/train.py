@@ -126,9 +126,10 @@ def _finish(cfg: DictConfig, out_dir: Path, model, task, data, epochs: int, resu
     (``overrides``: the run's command-line overrides; default Hydra's record of the current job)."""
     import torch
 
-    from numnet.evaluate import WEIGHTS_FORMAT, psnr_readings
+    from numnet.evaluate import psnr_readings
     from numnet.metrics import pooled_psnr, psnr
-    from numnet.runs import atomic_torch_save, provenance
+    from numnet.models.weights import save_weights
+    from numnet.runs import provenance
 
     p, t = cfg.profile, cfg.task
     test = data["test"]
@@ -175,16 +176,8 @@ def _finish(cfg: DictConfig, out_dir: Path, model, task, data, epochs: int, resu
         "provenance": provenance(),
     }
     if cfg.save_weights:
-        atomic_torch_save(
-            {
-                "format": WEIGHTS_FORMAT,
-                "model": cfg.model.name,
-                "kwargs": model_kwargs(cfg),
-                "state_dict": model.state_dict(),
-                "summary": {k: summary[k] for k in ("name", "params", "metrics", "dataset", "seed")},
-            },
-            out_dir / "model.pt",
-        )
+        save_weights(out_dir / "model.pt", cfg.model.name, model_kwargs(cfg), model.state_dict(),
+                     {k: summary[k] for k in ("name", "params", "metrics", "dataset", "seed")})
     for lg in loggers:
         lg.log_metrics({"test/psnr": test_psnr, "epoch": int(epochs)}, step=int(epochs))
         lg.save()

@@ -141,15 +141,31 @@ def test_reproduce_fig9_smoke_writes_every_artefact_and_resumes(tmp_path):
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    from numnet.config import ConfigError
-    from numnet.inpaint import load_inpainter
+    from numnet.models.weights import CheckpointError, load_weights
 
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ConfigError, match="corrupt"):
-        load_inpainter(bad)
-    with pytest.raises(ConfigError, match="does not exist"):
-        load_inpainter(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_weights(bad)
+    with pytest.raises(CheckpointError, match="no weights"):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_one_weights_format_for_inpainting_networks_and_denoisers(tmp_path):
+    """An inpainting network and a denoiser go through the same saver and loader (weights_only); the Fig. 9
+    networks' earlier format still loads."""
+    from numnet.models import build_model
+    from numnet.models.weights import WEIGHTS_FORMAT, load_weights, save_weights
+
+    for name, net, kwargs in (("unet", build_inpainter("unet"), {"widths": [17, 34, 68]}),
+                              ("symresnet", build_model("symresnet", depth=2, channels=2), {"depth": 2, "channels": 2})):
+        save_weights(tmp_path / name / "model.pt", name, kwargs, net.state_dict(), {"name": name})
+        loaded, rec = load_weights(tmp_path / name)
+        assert rec["format"] == WEIGHTS_FORMAT and not loaded.training
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
+    rec = torch.load(tmp_path / "unet" / "model.pt", weights_only=True)
+    torch.save({**rec, "format": "numnet-inpainter-v1"}, tmp_path / "old.pt")
+    assert type(load_weights(tmp_path / "old.pt")[0]).__name__ == "InpaintUNet"
 
 
 def test_training_data_are_offline_and_deterministic(monkeypatch):

@@ -94,7 +94,7 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
     densities (:data:`DENSITIES`); write ``metrics.csv`` (one row per method, image and density), ``table.md``,
     ``evaluation.json`` and ``fig9.png`` (the paper's case)."""
     from numnet.data.images import FURTHER_TEST_IMAGES, TEST_IMAGE, random_masks, test_image
-    from numnet.inpaint import load_inpainter
+    from numnet.models.weights import load_weights
     from numnet.models.inpainting import initial_guess
     from numnet.schemes.eed import EEDParams, cg_inpaint, eed_residual, mean_abs_residual
 
@@ -113,7 +113,7 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
     cfg = next(iter(summaries.values()))[1]["config"]
     eed = EEDParams(lam=cfg["eed"]["lam"], sigma=cfg["eed"]["sigma"], alpha=cfg["eed"]["alpha"])
     trained_density = float(cfg["data"]["density"])
-    models = {m: load_inpainter(summaries[m][0] / "model.pt")[0] for m in METHODS if m in summaries}
+    models = {m: load_weights(summaries[m][0] / "model.pt")[0] for m in METHODS if m in summaries}
     images = (TEST_IMAGE, *FURTHER_TEST_IMAGES)
     densities = (trained_density, *[d for d in DENSITIES if d != trained_density])
     rows, cases = [], []
