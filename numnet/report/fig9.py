@@ -167,6 +167,18 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
     return metrics
 
 
+def _training_data(summaries: dict) -> str:
+    """What the recorded runs trained on, from their configs: the crop stream (offline images and a share of
+    synthetic ones) or, for runs recorded before it, a fixed bank of crops of scikit-image's images."""
+    data = [s["config"]["data"] for _, s in summaries.values()]
+    if all("synthetic" in d for d in data):
+        share = sorted({float(d["synthetic"]) for d in data})
+        return ("crops drawn afresh every step from the offline images and synthetic ones (share "
+                f"{', '.join(f'{x:.0%}' for x in share)}; `numnet.data.images.CropStream`)")
+    return ("a fixed bank of crops of 13 scikit-image images (the runs were recorded before the crop stream of "
+            "`numnet.data.images`)")
+
+
 def _trend(*series: list[float]) -> str:
     """Whether every series grows, shrinks or neither from the first density to the sparsest."""
     if all(all(b > a for a, b in zip(x, x[1:])) for x in series):
@@ -245,8 +257,7 @@ def _write_table(folder: Path, everything: pd.DataFrame, metrics: pd.DataFrame, 
     lines += _sparser_lines(everything, info)
     if profile != "paper":
         lines += ["## How far this profile is from the paper's protocol", "",
-                  f"Profile `{profile}` trains each network for a few thousand steps on crops of the offline images and "
-                  "synthetic ones (`numnet.data.images`), "
+                  f"Profile `{profile}` trains each network for a few thousand steps on {_training_data(summaries)}, "
                   "where the paper trains on 1000 ImageNet images to convergence; the networks are therefore further "
                   "from the EED solution than the paper's. `make reproduce-fig9 PROFILE=paper` trains much longer.", ""]
     lines += ["## Training", "", "| method | steps | best validation step | validation residual | wall [s] |",
