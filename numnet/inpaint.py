@@ -127,7 +127,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         summary = {
             "status": "complete", "name": name, "artefact": cfg.artefact, "profile": p.name,
             "model": cfg.inpaint_model.name, "seed": int(cfg.seed), "params": model.n_params(),
-            "steps": int(trainer.global_step), "best_step": task.best_step,
+            "steps": int(trainer.global_step), "best_step": task.best_step, "train_images": list(TRAIN_IMAGES),
             "metrics": {"val_residual": task.best_val,
                         "val_psnr": next((h["val_psnr"] for h in task.history if h["step"] == task.best_step), None)},
             "history": task.history, "wall_s": round(time.perf_counter() - t0, 3),

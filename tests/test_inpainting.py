@@ -130,6 +130,11 @@ def test_reproduce_fig9_smoke_writes_every_artefact_and_resumes(tmp_path):
     timed = m.dropna(subset=["seconds"])  # the paper's case only: the test image at the training density
     assert set(timed.image) == {"astronaut"} and set(timed.density) == {0.2} and len(timed) == 4
     assert (out / "fig9.png").stat().st_size > 0 and "CG / net" in (out / "table.md").read_text()
+    from numnet.data.images import TRAIN_IMAGES
+    from numnet.report.fig9 import trained_on
+
+    for path in out.glob("runs/*/summary.json"):  # what each network trained on is recorded, held-out images apart
+        assert trained_on(json.loads(path.read_text())) == set(TRAIN_IMAGES) and "astronaut" not in TRAIN_IMAGES
     prov = json.loads((out / "PROVENANCE.json").read_text())
     assert prov["profile"] == "smoke" and prov["runs_written"] == 3
     first = {p.parent.name: json.loads(p.read_text())["provenance"]["time_utc"] for p in out.glob("runs/*/summary.json")}

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TRAIN_IMAGES", "VAL_IMAGES", "TEST_IMAGE", "FURTHER_TEST_IMAGES", "load_grey", "test_image",
+__all__ = ["TRAIN_IMAGES", "LEGACY_TRAIN_IMAGES", "VAL_IMAGES", "TEST_IMAGE", "FURTHER_TEST_IMAGES", "load_grey", "test_image",
            "crop_bank", "random_masks", "CropBatches", "CropStream", "synthetic_images"]
 
 #: training images: scikit-image names, and ``matplotlib:<file>`` for matplotlib's sample data
@@ -33,6 +33,9 @@ TRAIN_IMAGES = ("brick", "cell", "chelsea", "checkerboard", "colorwheel", "grass
                 "hubble_deep_field", "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina",
                 "rocket", "shepp_logan_phantom", "text", "matplotlib:Minduka_Present_Blue_Pack.png",
                 "matplotlib:logo2.png", "matplotlib:s1045.ima.gz", "matplotlib:jacksboro_fault_dem.npz")
+#: the training images of the fixed crop bank that runs recorded before the crop stream used
+LEGACY_TRAIN_IMAGES = ("camera", "moon", "chelsea", "coffee", "rocket", "brick", "grass", "gravel", "cell",
+                       "hubble_deep_field", "immunohistochemistry", "page", "text")
 VAL_IMAGES = ("coins", "clock")
 TEST_IMAGE = "astronaut"
 #: further held-out test images (beyond the paper's one)
