@@ -212,8 +212,8 @@ def _sparser_lines(metrics: pd.DataFrame, info: dict, summaries: dict) -> list[s
              f"The networks trained with {info['density']:.0%} masks, tested on {metrics.image.nunique()} images "
              "(each the centre square area-averaged to 256 x 256) under masks of each density; PSNR in dB "
              "against the CG result of the same problem (and the CG result's against the original). " +
-             (f"**Not held out for these networks:** {', '.join(f'`{x}`' for x in seen)} (crops of it were in their "
-              "training data; marked * below)." if seen else "None of them was in the networks' training data."), "",
+             (f"**Not held out for these networks:** {', '.join(f'`{x}`' for x in seen)} (their training data held "
+              "crops of them; marked * below)." if seen else "None of them was in the networks' training data."), "",
              "| image | density | " + " | ".join(LABELS[m] for m in nets) + " | CG vs original |",
              "|---|---|" + "---|" * (len(nets) + 1)]
     for (image, density), g in metrics.groupby(["image", "density"], sort=False):
