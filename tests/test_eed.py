@@ -97,3 +97,25 @@ def test_coarse_mask_marks_a_pixel_known_when_any_fine_pixel_is():
     m[0, 0, 0, 1] = 1
     m[0, 0, 3, 3] = 1
     assert restrict_mask(m)[0, 0].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_cg_history_records_each_iterates_psnr_against_the_original():
+    """With ``original``, every outer step records its iterate's PSNR (the time to a network's PSNR is read from
+    it); the iterates approach the image, and the reading is the PSNR of the step's iterate."""
+    import math
+
+    from numnet.report.fig9 import cg_time_to_psnr
+
+    torch.manual_seed(0)
+    x = torch.linspace(0, 1, 32, dtype=torch.float64)
+    img = (100 + 80 * torch.sin(6 * x)[:, None] * torch.cos(4 * x)[None, :]).view(1, 1, 32, 32)
+    mask = (torch.rand_like(img) < 0.3).double()
+    u, hist = cg_inpaint(img * mask, mask, max_outer=40, original=img)
+    assert all("psnr_vs_original" in h for h in hist)
+    assert hist[-1]["psnr_vs_original"] > hist[0]["psnr_vs_original"] + 3
+    best = max(h["psnr_vs_original"] for h in hist)
+    mse = float(((u - img) ** 2).mean())
+    assert 10 * math.log10(255.0 ** 2 / mse) <= best + 1e-9
+    target = hist[len(hist) // 2]["psnr_vs_original"]
+    t = cg_time_to_psnr(hist, target)
+    assert t is not None and t <= hist[len(hist) // 2]["seconds"] and cg_time_to_psnr(hist, best + 1) is None
