@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 __all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "is_complete", "RunConflict",
            "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "end_sweep", "launch_sweep", "RESUME_FILE",
            "execute_recorded", "already_done", "failed_summary", "record_invalid", "run_cli", "run_overrides",
-           "is_multirun", "quiet_lightning", "wandb_logger", "close_loggers", "precheck_output_roots"]
+           "is_multirun", "quiet_lightning", "wandb_logger", "close_loggers", "precheck_output_roots",
+           "IDENTIFICATION", "identification"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -327,16 +328,40 @@ def execute_recorded(cfg: DictConfig, out_dir: Path, check, identity, train_fn, 
     return summary
 
 
-def failed_summary(cfg: DictConfig, name: str, reason: str, wall_s: float, **extra) -> dict:
-    """The ``failed`` summary of a run: its name, the reason, wall time, config (unresolved where it
-    cannot be resolved) and provenance, plus ``extra`` (e.g. the traceback)."""
+#: what a summary says about which run it is, complete or failed (a denoiser's or an inpainting network's keys)
+IDENTIFICATION = {"artefact": ("artefact",), "profile": ("profile.name", "inpaint_profile.name"),
+                  "model": ("model.name", "inpaint_model.name"), "activation": ("activation.name",),
+                  "depth": ("model.depth",), "channels": ("model.channels",), "shared": ("model.shared",),
+                  "normalisation": ("model.normalisation",), "seed": ("seed",)}
 
+
+def identification(cfg: DictConfig) -> dict:
+    """The identifying fields of a run's summary (:data:`IDENTIFICATION`) from its config; ``None`` where a key
+    does not apply (an inpainting network has no depth) or cannot be resolved (an invalid config)."""
+    out = {}
+    for field, keys in IDENTIFICATION.items():
+        value = None
+        for key in keys:
+            try:
+                value = OmegaConf.select(cfg, key, default=None)
+            except Exception:  # noqa: BLE001 - an unresolvable value of an invalid config: not known
+                value = None
+            if value is not None:
+                break
+        out[field] = value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+    return out
+
+
+def failed_summary(cfg: DictConfig, name: str, reason: str, wall_s: float, **extra) -> dict:
+    """The ``failed`` summary of a run: its name and the same identifying fields as a complete run's summary
+    (:func:`identification`), the reason, wall time, config (unresolved where it cannot be resolved) and
+    provenance, plus ``extra`` (e.g. the traceback)."""
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # noqa: BLE001 - an unresolvable config is still recorded, unresolved
         config = OmegaConf.to_container(cfg, resolve=False)
-    return {"status": "failed", "name": name, "reason": reason, **extra, "wall_s": wall_s, "config": config,
-            "provenance": provenance()}
+    return {"status": "failed", "name": name, **identification(cfg), "reason": reason, **extra, "wall_s": wall_s,
+            "config": config, "provenance": provenance()}
 
 
 def record_invalid(cfg: DictConfig, out_dir: Path, exc: Exception) -> None:

@@ -56,7 +56,10 @@ def test_completed_run_is_skipped(tmp_path, capsys):
 
 
 def test_diverging_run_leaves_failed_summary(tmp_path, monkeypatch):
+    from numnet.runs import IDENTIFICATION
     from numnet.tasks.denoising import DenoisingTask
+
+    done = execute(_cfg("model.depth=2"), tmp_path / "ok")
 
     def nan_step(self, batch, batch_idx):
         out = self.model(batch[0]).sum() * float("nan")
@@ -65,9 +68,11 @@ def test_diverging_run_leaves_failed_summary(tmp_path, monkeypatch):
 
     monkeypatch.setattr(DenoisingTask, "training_step", nan_step)
     with pytest.raises(FloatingPointError):
-        execute(_cfg("model.depth=1"), tmp_path)
-    s = read_summary(tmp_path / "summary.json")
+        execute(_cfg("model.depth=1"), tmp_path / "nan")
+    s = read_summary(tmp_path / "nan" / "summary.json")
     assert s["status"] == "failed" and "FloatingPointError" in s["reason"]
+    # a failed summary identifies its run with the same fields as a complete one: readers need no fallbacks
+    assert {k: s[k] for k in IDENTIFICATION} == {**{k: done[k] for k in IDENTIFICATION}, "depth": 1}
 
 
 def test_evaluate_rejects_missing_and_corrupt_weights(tmp_path, capsys):
