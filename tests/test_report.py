@@ -86,6 +86,15 @@ def test_overview_of_committed_results():
         assert row in text
     assert "not reproduced yet" not in text  # every artefact is committed
     assert "36.51" not in text.split("| Fig. 5 |")[1].split("\n")[0]  # no paper number in our column
+    # the verdict opens the report and counts its own rows
+    import re
+
+    verdict = text.split("\n")[2]
+    assert verdict.startswith("**Verdict.**")
+    rows = [r for r in text.split("\n") if r.startswith("| ") and not r.startswith("| artefact")]
+    yes = sum(r.split(" | ")[4].startswith("yes") for r in rows)
+    no = sum(r.split(" | ")[4].startswith("**no**") for r in rows)
+    assert re.search(rf"Of the {yes + no} findings and numbers checked below, {yes} hold and {no} do not", verdict)
 
 
 def test_overview_says_what_is_missing(tmp_path):
