@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["TRAIN_IMAGES", "LEGACY_TRAIN_IMAGES", "VAL_IMAGES", "TEST_IMAGE", "FURTHER_TEST_IMAGES", "load_grey", "test_image",
-           "crop_bank", "random_masks", "CropBatches", "CropStream", "synthetic_images"]
+           "crop_bank", "random_masks", "CropStream", "synthetic_images"]
 
 #: training images: scikit-image names, and ``matplotlib:<file>`` for matplotlib's sample data
 TRAIN_IMAGES = ("brick", "cell", "chelsea", "checkerboard", "colorwheel", "grass", "gravel", "horse",
@@ -196,22 +196,3 @@ def random_masks(shape: tuple[int, ...], density: float, generator: torch.Genera
     if not 0 < density <= 1:
         raise ValueError(f"mask density must lie in (0, 1], got {density}")
     return (torch.rand(shape, generator=generator) < density).float()
-
-
-class CropBatches:
-    """Shuffled minibatches of an in-memory crop bank (no Dataset, no DataLoader, no workers)."""
-
-    def __init__(self, bank: torch.Tensor, batch_size: int, seed: int = 0) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.bank = bank
-        self.batch_size = min(batch_size, len(bank))
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.bank) // self.batch_size
-
-    def __iter__(self):
-        perm = torch.randperm(len(self.bank), generator=self.gen)
-        for k in range(len(self)):
-            yield self.bank[perm[k * self.batch_size : (k + 1) * self.batch_size]]
