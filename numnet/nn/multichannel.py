@@ -4,14 +4,14 @@ The two-step form of the symmetric architectures (Eq. 11, 20, 21 chained ``D`` t
 
 .. math:: u^{k+1} = a_k u^k - b_k K_k^\top \Phi(K_k u^k) + c_k u^{k-1}, \qquad u^{-1} := u^0,
 
-with ``C x C`` block kernels. Signals are held channels-last, ``(N, n + 2, C)`` with the two ghost samples of
-the reflecting boundary (Sec. 3, Eq. 10--13) stored beside each signal, so that ``K u`` is one matrix product
-of the ``(N n, 3C)`` window matrix (im2col) with the ``(3C, C)`` kernel matrix, and ``K^T v`` one product of
-the zero-padded ``v`` with the mirrored, transposed kernels followed by the fold of the two ghost rows onto the
-end samples. The backward pass is written by hand (the formulas of :mod:`numnet.nn.fused`): per block six
-matrix products of the same shape (``K u``, ``K^T Phi``, ``K g``, ``K^T (Phi' K g)`` and the two kernel
-gradients ``Phi^T G`` and ``(Phi' K g)^T U``), which is the arithmetic of the step; the flux and its
-derivatives run in one compiled pass each (:func:`numnet.nn.fused._map_forward`).
+with ``C x C`` block kernels. All ``N`` signals are held channels-last in one long array, each signal's
+samples between its two ghost samples of the reflecting boundary (Sec. 3, Eq. 10--13), so that ``K u`` of all
+signals is three accumulated ``(N (n + 2), C) x (C, C)`` products on shifted rows (no copies), and ``K^T v`` the
+same with the mirrored kernels over ``v`` with zero ghost rows, followed by the fold of the ghost rows onto the
+end samples. The backward pass is written by hand (the formulas of :mod:`numnet.nn.fused`): per block six such
+correlations (``K u``, ``K^T Phi``, ``K g``, ``K^T (Phi' K g)`` and the two kernel gradients ``Phi^T G`` and
+``(Phi' K g)^T U``), which is the arithmetic of the step; the flux and its derivatives run in one compiled pass
+each (:func:`numnet.nn.fused._map_forward`).
 
 Eager autograd spends about two thirds of a 16-channel step in ``conv1d`` and its backward for these small
 shapes (``C = 16``, width 3); the same products as plain matrix products run about twice as fast, and the
@@ -56,10 +56,12 @@ class _Layout:
         self.rows = n_sig * (n + 2)
 
     def empty(self, *lead: int) -> torch.Tensor:
-        return torch.empty(*lead, self.rows + 2, self.c, dtype=self.dtype)
-
-    def zeros(self, *lead: int) -> torch.Tensor:
-        return torch.zeros(*lead, self.rows + 2, self.c, dtype=self.dtype)
+        """Long arrays ``(*lead, L + 2, C)``, uninitialised but for the spare rows at both ends, which are zero (the
+        products read them and nothing writes them)."""
+        x = torch.empty(*lead, self.rows + 2, self.c, dtype=self.dtype)
+        x[..., 0, :] = 0.0
+        x[..., -1, :] = 0.0
+        return x
 
     def signals(self, x: torch.Tensor) -> torch.Tensor:
         """The ``(N, n + 2, C)`` view of a long array ``(L + 2, C)`` (ghosts included)."""
@@ -114,10 +116,7 @@ class _TwoStep(torch.autograd.Function):
         states = lay.empty(depth + 1)
         pre = lay.empty(depth)[:, 1:-1]  # s = K u per block (rows of the long layout without the spare ones)
         flux = lay.empty(depth)  # Phi(s), zero on the ghost and spare rows (the input of K^T)
-        flux[:, 0], flux[:, -1] = 0.0, 0.0
         z = torch.empty(lay.rows, c, dtype=u0.dtype)
-        states[0, 0] = 0.0
-        states[0, -1] = 0.0
         lay.inner(states[0]).copy_(u0.detach().transpose(1, 2))
         lay.reflect(states[0])
         for k in range(depth):
@@ -128,8 +127,6 @@ class _TwoStep(torch.autograd.Function):
             lay.zero_ghosts(flux[k])
             v = lay.fold(_band(flux[k], adj[j], z))
             nxt = states[k + 1]
-            nxt[0] = 0.0
-            nxt[-1] = 0.0
             inner = lay.inner(nxt)
             torch.mul(v, -b[k], out=inner)
             inner.add_(lay.inner(u), alpha=a[k])
@@ -153,11 +150,8 @@ class _TwoStep(torch.autograd.Function):
         # dL/du^{k+1}, dL/du^{k+2} and the next one rotate through three long arrays with zero spare rows; a
         # gradient's ghost rows are zero while dot products are taken, reflected while K is applied
         bufs = [lay.empty() for _ in range(3)]
-        for x in bufs:
-            x[0], x[-1] = 0.0, 0.0
         r = lay.empty()  # K g, zero on the ghost rows (between signals it is not a sample's value)
         q = lay.empty()  # Phi'(s) K g: zero on the ghost rows (as r) and the spare rows
-        q[0], q[-1] = 0.0, 0.0
         z = torch.empty(rows, c, dtype=dt)
         g, g_next = bufs[0], None
         lay.inner(g).copy_(grad_out.detach().transpose(1, 2))
