@@ -60,6 +60,19 @@ def _test_split(n_test: int, seed: int, length: int, sigma: float, short_last: s
     return make_splits(1, 1, n_test, seed, length, sigma, short_last)["test"]
 
 
+def _network_runs(runs_dir: str | Path, done) -> list[tuple[Path, dict, dict]]:
+    """``(run folder, summary, dataset record)`` of every complete network run below ``runs_dir`` with its weights,
+    leaving out those for which ``done(run, summary)`` says the evaluation asked for is already there."""
+    out = []
+    for path in sorted(Path(runs_dir).glob("*/summary.json")):
+        s = json.loads(path.read_text())
+        run = path.parent
+        if (s.get("status") == "complete" and s.get("model") != "classical" and (run / "model.pt").exists()
+                and not done(run, s)):
+            out.append((run, s, s.get("dataset") or {}))
+    return out
+
+
 @torch.no_grad()
 def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
     """``evaluation.json`` (mean and pooled test PSNR, provenance) for each complete network run below
@@ -69,14 +82,9 @@ def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
     from numnet.runs import provenance, write_json_atomic
 
     written = 0
-    for path in sorted(Path(runs_dir).glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        run = path.parent
-        m = s.get("metrics") or {}
-        if (s.get("status") != "complete" or s.get("model") == "classical" or "test_psnr_pooled" in m
-                or (run / EVALUATION_FILE).exists() or not (run / "model.pt").exists()):
-            continue
-        ds = s["dataset"]
+    for run, s, ds in _network_runs(runs_dir, lambda run, s: "test_psnr_pooled" in (s.get("metrics") or {})
+                                    or (run / EVALUATION_FILE).exists()):
+        m = s["metrics"]
         model, _ = load_model(run)
         test = _test_split(int(ds["n_test"]), int(ds["data_seed"]), int(ds["length"]), float(ds["sigma"]),
                            ds.get("short_last", "reject"))
@@ -107,12 +115,8 @@ def record_rule(runs_dir: str | Path, rule: str) -> int:
     if rule not in SHORT_LAST:
         raise ValueError(f"the data rule must be one of {list(SHORT_LAST)}, got {rule!r}")
     written = 0
-    for path in sorted(Path(runs_dir).glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        run, ds = path.parent, s.get("dataset") or {}
-        if (s.get("status") != "complete" or s.get("model") == "classical" or ds.get("short_last", "reject") == rule
-                or (run / rule_file(rule)).exists() or not (run / "model.pt").exists()):
-            continue
+    for run, _, ds in _network_runs(runs_dir, lambda run, s: (s.get("dataset") or {}).get("short_last", "reject") == rule
+                                    or (run / rule_file(rule)).exists()):
         model, _ = load_model(run)
         test = _test_split(int(ds["n_test"]), int(ds["data_seed"]), int(ds["length"]), float(ds["sigma"]), rule)
         write_json_atomic(run / rule_file(rule), {
