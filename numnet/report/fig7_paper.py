@@ -42,15 +42,11 @@ TARGET_DB = 0.5
 def headline_rows(folder: Path) -> list[dict]:
     """One row per complete network: activation, normalisation, test PSNR (mean, pooled, and on the ``keep`` data
     rule's test set where recorded), the paper's number, within target."""
-    from numnet.evaluate import rule_file
-
     runs = collect(folder / "runs")
     nets = runs[(runs.status == "complete") & (runs.model != "classical")]
-    keep = folder / "runs" / "{}" / rule_file("keep")
     return [{"activation": r.activation, "normalisation": r.normalisation, "test_psnr": float(r.test_psnr),
              "pooled": None if pd.isna(r.test_psnr_pooled) else float(r.test_psnr_pooled),
-             "keep": (json.loads(Path(str(keep).format(r.run)).read_text())["test_psnr"]
-                      if Path(str(keep).format(r.run)).exists() else None),
+             "keep": (_rule_evaluation(folder, r.run, "keep") or {}).get("test_psnr"),
              "paper": PAPER_FIG7[r.activation], "epochs": r.epochs, "profile": r.profile, "seed": r.seed,
              "holds": r.normalisation == "paper" and abs(r.test_psnr - PAPER_FIG7[r.activation]) <= TARGET_DB}
             for r in nets.itertuples()]
@@ -151,16 +147,21 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
     return runs
 
 
-def _other_rule_lines(folder: Path, nets: pd.DataFrame) -> list[str]:
-    """The networks on a test set of the other data rule (``numnet.evaluate --record-rule``), where recorded."""
+def _rule_evaluation(folder: Path, run: str, rule: str) -> dict | None:
+    """Run ``run``'s evaluation on the data rule ``rule``'s test set (``numnet.evaluate --record-rule``), if any."""
     from numnet.evaluate import rule_file
 
+    path = folder / "runs" / run / rule_file(rule)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _other_rule_lines(folder: Path, nets: pd.DataFrame) -> list[str]:
+    """The networks on a test set of the other data rule (``numnet.evaluate --record-rule``), where recorded."""
     rows = []
     for r in nets.sort_values(["normalisation", "activation"]).itertuples():
         for rule in ("keep", "reject"):
-            path = folder / "runs" / r.run / rule_file(rule)
-            if path.exists():
-                e = json.loads(path.read_text())
+            e = _rule_evaluation(folder, r.run, rule)
+            if e is not None:
                 paper = PAPER_FIG7[r.activation]
                 rows.append({"activation": LABELS[r.activation], "normalisation": r.normalisation, "test set rule": rule,
                              "paper [dB]": paper, "ours [dB]": round(e["test_psnr"], 2),
