@@ -37,7 +37,7 @@ from numnet.classical import run_classical
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, compose_config, sweep_grid_errors
 from numnet.data.signals import SHORT_LAST
 from numnet.evaluate import CheckpointError, record_pooled, record_rule
-from numnet.runs import ENGINES, begin_sweep, end_sweep, launch_sweep
+from numnet.runs import ENGINES, end_sweep, launch_sweep, start_sweep
 
 __all__ = ["experiments", "scripted", "main"]
 
@@ -69,15 +69,15 @@ def _report(spec: str):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m numnet.reproduce", description=__doc__.splitlines()[0])
-    arts = experiments()
+    arts, scripts = experiments(), scripted()
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] not in arts and argv[0] in scripted():  # an artefact without a grid: its own script
-        sys.argv = [str(scripted()[argv[0]]), *argv[1:]]
-        runpy.run_path(str(scripted()[argv[0]]), run_name="__main__")
+    if argv and argv[0] not in arts and argv[0] in scripts:  # an artefact without a grid: its own script
+        sys.argv = [str(scripts[argv[0]]), *argv[1:]]
+        runpy.run_path(str(scripts[argv[0]]), run_name="__main__")
         return 0
     ap.add_argument("artefact", choices=sorted(arts), help="which artefact (configs/experiment/*.yaml; the others: "
-                    f"{', '.join(a for a in sorted(scripted()) if a not in arts)})")
+                    f"{', '.join(a for a in sorted(scripts) if a not in arts)})")
     ap.add_argument("--profile", default="default",
                     help=f"one of {choices('profile')}; 'default' picks the artefact's default profile")
     ap.add_argument("--jobs", type=int, default=2, help="parallel training jobs (joblib launcher)")
@@ -109,15 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{art}] {len(bad)} of {len(errors)} runs have an invalid configuration and will be recorded as failed, "
               f"e.g. {bad[0]}", flush=True)
     prof = compose_config(f"experiment={experiment}", f"profile={args.profile}").profile  # the experiment's overrides in
-    art_seeds = None if rep.seeds is None else list(rep.seeds)
-    seeds = ",".join(str(s) for s in (art_seeds or prof.seeds))
+    seed_list = list(rep.seeds or prof.seeds)
+    seeds = ",".join(str(s) for s in seed_list)
     try:  # an interrupted invocation resumes; a finished sweep is redone (its runs move to previous-runs/)
-        resuming = begin_sweep(out, {"profile": args.profile, "extra": args.extra})
+        start_sweep(out, {"profile": args.profile, "extra": args.extra}, art)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"[{art}] " + ("resuming the interrupted sweep: finished runs are skipped" if resuming else
-                         f"training afresh into {out}/runs (earlier runs, if any, in {out}/previous-runs)"), flush=True)
     since = time.time()
     print(f"[{art}] profile={args.profile}: classical baselines", flush=True)
     rule = next((o.split("=", 1)[1] for o in shlex.split(args.extra) if o.startswith("task.short_last=")), "reject")
@@ -137,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dataset": {"n_train": prof.n_train, "n_val": prof.n_val, "n_test": prof.n_test},
                 "epochs": prof.max_epochs, "val_every": prof.val_every, "patience": prof.patience,
                 "batch_size": prof.batch_size, "lr": prof.lr,
-                "seeds": list(art_seeds or prof.seeds),
+                "seeds": seed_list,
                 "threads": args.threads}
     rc, wall = launch_sweep(cmd, out, settings, args.jobs, art, shlex.split(args.extra), since, args.engine)
     if rc == 0:  # ran to its end; a sweep that broke off stays marked and resumes

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 __all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "is_complete", "RunConflict",
-           "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "end_sweep", "launch_sweep", "RESUME_FILE",
+           "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "start_sweep", "end_sweep", "launch_sweep", "RESUME_FILE",
            "execute_recorded", "already_done", "failed_summary", "record_invalid", "run_cli", "run_overrides",
            "is_multirun", "quiet_lightning", "wandb_logger", "close_loggers", "precheck_output_roots",
            "IDENTIFICATION", "identification"]
@@ -197,6 +197,14 @@ RESUME_FILE = "resume.ckpt"
 
 #: marker of a sweep that started and has not finished in a results folder (its settings and start)
 SWEEP_MARKER = ".sweep-in-progress.json"
+
+
+def start_sweep(out: Path, state: dict[str, Any], tag: str) -> bool:
+    """:func:`begin_sweep`, saying on one line whether the sweep resumes or trains afresh (``tag``: the artefact)."""
+    resuming = begin_sweep(out, state)
+    print(f"[{tag}] " + ("resuming the interrupted sweep: finished runs are skipped" if resuming else
+                         f"training afresh into {out}/runs (earlier runs, if any, in {out}/previous-runs)"), flush=True)
+    return resuming
 
 
 def begin_sweep(out: Path, state: dict[str, Any]) -> bool:

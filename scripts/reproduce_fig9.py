@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.report.fig9 import evaluate_fig9
-from numnet.runs import begin_sweep, end_sweep, launch_sweep
+from numnet.runs import end_sweep, launch_sweep, start_sweep
 
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
 
@@ -45,12 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
                 "n_crops": prof.n_crops, "lr": prof.lr, "seeds": [0], "threads": args.threads}
     try:  # an interrupted invocation resumes; a finished one is redone (its runs move to previous-runs/)
-        resuming = begin_sweep(out, {"profile": args.profile, "extra": args.extra})
+        start_sweep(out, {"profile": args.profile, "extra": args.extra}, "fig9")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print("[fig9] " + ("resuming the interrupted sweep: finished networks are skipped" if resuming else
-                       f"training afresh into {out}/runs (earlier runs, if any, in {out}/previous-runs)"), flush=True)
     rc, wall = launch_sweep(cmd, out, settings, args.jobs, "fig9", shlex.split(args.extra))
     if rc == 0:
         end_sweep(out)
