@@ -143,33 +143,32 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
             for method, model in models.items():
                 with torch.no_grad():
                     u, secs = _timed(lambda: model(f, mask), 3 if main else 1)
-                res = float(mean_abs_residual(u, f, mask, eed))
+                residuals[method] = eed_residual(u, f, mask, eed).abs()
+                res, to_original = float(residuals[method].mean()), _psnr(u, img)
                 t_cg = cg_time_to(history, res)
-                t_cg_psnr = cg_time_to_psnr(history, _psnr(u, img))
+                t_cg_psnr = cg_time_to_psnr(history, to_original)
                 rows.append({"method": method, **case, "params": model.n_params(), "mean_abs_residual": res,
-                             "psnr_vs_cg": _psnr(u, ref), "psnr_vs_original": _psnr(u, img),
+                             "psnr_vs_cg": _psnr(u, ref), "psnr_vs_original": to_original,
                              "seconds": secs if main else None,
                              "cg_seconds_to_same_residual": t_cg if main else None,
                              "cg_over_net": None if t_cg is None or not main else t_cg / secs,
                              "cg_seconds_to_same_psnr": t_cg_psnr if main else None,
                              "cg_over_net_psnr": None if t_cg_psnr is None or not main else t_cg_psnr / secs,
                              "train_steps": summaries[method][1]["steps"], "train_wall_s": summaries[method][1]["wall_s"]})
-                shown[method], residuals[method] = u, eed_residual(u, f, mask, eed).abs()
-            rows.append({"method": "cg", **case, "params": 0, "mean_abs_residual": float(mean_abs_residual(ref, f, mask, eed)),
+                shown[method] = u
+            residuals["cg"] = eed_residual(ref, f, mask, eed).abs()
+            rows.append({"method": "cg", **case, "params": 0, "mean_abs_residual": float(residuals["cg"].mean()),
                          "psnr_vs_cg": float("inf"), "psnr_vs_original": _psnr(ref, img),
                          "seconds": history[-1]["seconds"] if main else None,
                          "cg_seconds_to_same_residual": history[-1]["seconds"] if main else None, "cg_over_net": None,
                          "cg_seconds_to_same_psnr": None, "cg_over_net_psnr": None,
                          "train_steps": None, "train_wall_s": None})
-            residuals["cg"] = eed_residual(ref, f, mask, eed).abs()
-            cases.append({**case, "mask_seed": _mask_seed(i, density, seed), "known_pixels": int(mask.sum()),
-                          "cg_outer_steps": history[-1]["outer"], "cg_inner_iterations": sum(h["cg_iters"] for h in history),
-                          "cg_seconds": history[-1]["seconds"]})
+            record = {"mask_seed": _mask_seed(i, density, seed), "known_pixels": int(mask.sum()),
+                      "cg_outer_steps": history[-1]["outer"], "cg_inner_iterations": sum(h["cg_iters"] for h in history)}
+            cases.append({**case, **record, "cg_seconds": history[-1]["seconds"]})
             if main:
                 u0 = initial_guess(f, mask)
-                info = {"test_image": name, "mask_seed": _mask_seed(i, density, seed), "density": density,
-                        "known_pixels": int(mask.sum()), "eed": {"lam": eed.lam, "sigma": eed.sigma},
-                        "cg_outer_steps": history[-1]["outer"], "cg_inner_iterations": sum(h["cg_iters"] for h in history),
+                info = {"test_image": name, "density": density, **record, "eed": {"lam": eed.lam, "sigma": eed.sigma},
                         "initial_guess": {"mean_abs_residual": float(mean_abs_residual(u0, f, mask, eed)),
                                           "psnr_vs_cg": _psnr(u0, ref), "psnr_vs_original": _psnr(u0, img)},
                         "threads": threads, "evaluation_commit": git_commit()}
@@ -203,8 +202,10 @@ def _training_data(summaries: dict) -> str:
         share = sorted({float(d["synthetic"]) for d in data})
         return ("crops drawn afresh every step from the offline images and synthetic ones (share "
                 f"{', '.join(f'{x:.0%}' for x in share)}; `numnet.data.images.CropStream`)")
-    return ("a fixed bank of crops of 13 scikit-image images (the runs were recorded before the crop stream of "
-            "`numnet.data.images`)")
+    from numnet.data.images import LEGACY_TRAIN_IMAGES
+
+    return (f"a fixed bank of crops of {len(LEGACY_TRAIN_IMAGES)} scikit-image images (the runs were recorded before "
+            "the crop stream of `numnet.data.images`)")
 
 
 def _trend(*series: list[float]) -> str:
