@@ -229,7 +229,8 @@ def begin_sweep(out: Path, state: dict[str, Any]) -> bool:
         previous = out / "previous-runs"
         shutil.rmtree(previous, ignore_errors=True)
         previous.mkdir(parents=True)
-        for name in ("runs", "PROVENANCE.json", "runs.csv"):
+        extra = sorted(p.name for p in out.glob("classical-*") if p.is_dir())  # baselines under the other data rule
+        for name in ("runs", "PROVENANCE.json", "runs.csv", *extra):
             if (out / name).exists():
                 shutil.move(str(out / name), str(previous / name))
     runs.mkdir(parents=True, exist_ok=True)
