@@ -223,3 +223,19 @@ def test_every_committed_markdown_table_has_one_column_count():
             bad += [f"{path.relative_to(root)}: {row[:80]}" for row in block[1:] if cells(row) != cells(block[0])]
             block = []
     assert not bad, bad[:5]
+
+
+def test_overview_checks_a_finished_paper_protocol_sweep_and_counts_a_training_one(tmp_path):
+    """A finished ``results/fig5-paper`` sweep contributes the figure's findings under profile ``paper`` (so the
+    verdict counts them, and they can fail); while its sweep trains it is one progress row."""
+    for act, v in (("relu", 36.0), ("charbonnier", 33.0), ("perona_malik", 32.0)):  # reversed ranking
+        _summary(tmp_path / "fig5-paper" / "runs" / act, "symresnet", act, 20, 0, v, v)
+    for p in (tmp_path / "fig5-paper" / "runs").glob("*/summary.json"):
+        p.write_text(p.read_text().replace('"smoke"', '"paper"'))
+    rows = [r for r in build_report(tmp_path).splitlines() if "fig5-paper/fig5.png" in r]
+    ranking = next(r for r in rows if "Perona-Malik above Charbonnier above ReLU" in r)
+    assert "| paper | **no** |" in ranking
+    assert "paper: 0 of" in build_report(tmp_path).split("\n")[2]
+    (tmp_path / "fig5-paper" / ".sweep-in-progress.json").write_text("{}")
+    rows = [r for r in build_report(tmp_path).splitlines() if "fig5-paper/fig5.png" in r]
+    assert len(rows) == 1 and "3 networks complete" in rows[0] and "| see table |" in rows[0]

@@ -116,7 +116,7 @@ def findings_fig6(best: pd.DataFrame, shared7: float | None) -> list[dict]:
     td = value(best, "symresnet", "perona_malik", 7)
     if td is not None and shared7 is not None:
         out.append({"paper": "time dynamic beats shared weights: SymResNet, Perona-Malik, 7 blocks (36.51 -> 37.08 dB)",
-                    "ours": f"{shared7:.2f} dB shared (results/fig5) -> {td:.2f} dB time-dynamic",
+                    "ours": f"{shared7:.2f} dB shared (the Fig. 5 runs beside these) -> {td:.2f} dB time-dynamic",
                     "holds": td > shared7})
     holds, detail, _ = _ranking(best)
     if holds:
@@ -147,7 +147,7 @@ def findings_fig7(best: pd.DataFrame, margin_1ch: dict | None) -> list[dict]:
         ok = all(holds)
         if margin_1ch and "symresnet" in margins and "symresnet" in margin_1ch:
             text += (f"; SymResNet Perona-Malik minus ReLU margin {margins['symresnet']:.2f} dB here vs "
-                     f"{margin_1ch['symresnet']:.2f} dB with 1 channel (results/fig5)")
+                     f"{margin_1ch['symresnet']:.2f} dB with 1 channel (the Fig. 5 runs beside these)")
             ok = ok and margins["symresnet"] < margin_1ch["symresnet"]
         out.append({"paper": "activation ranking kept, with a smaller margin than with 1 channel", "ours": text,
                     "holds": ok})

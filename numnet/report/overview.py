@@ -37,14 +37,15 @@ def _fig2(root: Path) -> list[str]:
             f"[fig2.png](fig2/fig2.png) |"]
 
 
-def _fig5(root: Path) -> list[str]:
-    d = root / "fig5"
+def _fig5(root: Path, folder: str = "fig5") -> list[str]:
+    d = root / folder
     if not (d / "runs").is_dir():
         return ["| Fig. 5 | (all findings) | not reproduced yet | | | |"]
     runs = collect(d / "runs")
     profile = ", ".join(sorted(set(runs.profile.dropna())))
     best = best_of_seeds(runs)
-    rows = [f"| Fig. 5 | {f['paper']} | {f['ours']} | {profile} | {_yes(f['holds'])} | [fig5.png](fig5/fig5.png) |"
+    link = f"[fig5.png]({folder}/fig5.png)"
+    rows = [f"| Fig. 5 | {f['paper']} | {f['ours']} | {profile} | {_yes(f['holds'])} | {link} |"
             for f in findings(best)]
     for r in paper_comparison(best).to_dict("records"):
         ours = r["ours [dB]"]
@@ -52,7 +53,7 @@ def _fig5(root: Path) -> list[str]:
             continue
         paper, source, diff = r["paper's test PSNR [dB]"], r["paper's source"], r["ours - paper [dB]"]
         rows.append(f"| Fig. 5 | {r['setting']}: {paper} dB ({source}) | {ours:.2f} dB | {profile} | "
-                    f"{_yes(abs(diff) <= 0.5)} (within 0.5 dB) | [fig5.png](fig5/fig5.png) |")
+                    f"{_yes(abs(diff) <= 0.5)} (within 0.5 dB) | {link} |")
     return rows
 
 
@@ -99,11 +100,13 @@ def _theory(root: Path) -> list[str]:
     return rows
 
 
-def _sweep(root: Path, fig: str, name: str, claim: str) -> list[str]:
-    """Rows of Fig. 6 or Fig. 7 from their run summaries (the same findings as their table.md)."""
+def _sweep(root: Path, fig: str, name: str, claim: str, folder: str | None = None) -> list[str]:
+    """Rows of Fig. 6 or Fig. 7 from the run summaries in ``results/<folder>`` (``folder`` defaults to ``fig``;
+    the same findings as its table.md)."""
     from numnet.report import fig67
 
-    d = root / fig
+    folder = folder or fig
+    d = root / folder
     if not (d / "runs").is_dir():
         return [f"| {name} | {claim} | not reproduced yet | | | |"]
     runs = collect(d / "runs")
@@ -116,17 +119,17 @@ def _sweep(root: Path, fig: str, name: str, claim: str) -> list[str]:
             f"| {name} | SymResNet, PM, 7 blocks, time-dynamic: {fig67.PAPER_FIG6['time_dynamic']} dB (paper) | "
             f"{td:.2f} dB | {profile} | {_yes(abs(td - fig67.PAPER_FIG6['time_dynamic']) <= 0.5)} "
             f"(gap {td - fig67.PAPER_FIG6['time_dynamic']:+.2f} dB; target within 0.5 dB) | "
-            f"[{fig}.png]({fig}/{fig}.png) |"]
+            f"[{fig}.png]({folder}/{fig}.png) |"]
     else:
-        found = fig67.findings_fig7(best, fig67.one_channel_margins(root / "fig5"))
+        found = fig67.findings_fig7(best, fig67.one_channel_margins(fig67.sibling(d, "fig5")))
         extra = []
         for act, paper in fig67.PAPER_FIG7.items():
             v = fig67.value(best, "symresnet", act, 20)
             if v is not None:
                 extra.append(f"| {name} | SymResNet, 20 blocks, C = 16, {act}: {paper} dB (paper) | {v:.2f} dB | {profile} | "
                              f"{_yes(abs(v - paper) <= 0.5)} (gap {v - paper:+.2f} dB; target within 0.5 dB) | "
-                             f"[{fig}.png]({fig}/{fig}.png) |")
-    return [f"| {name} | {f['paper']} | {f['ours']} | {profile} | {_yes(f['holds'])} | [{fig}.png]({fig}/{fig}.png) |"
+                             f"[{fig}.png]({folder}/{fig}.png) |")
+    return [f"| {name} | {f['paper']} | {f['ours']} | {profile} | {_yes(f['holds'])} | [{fig}.png]({folder}/{fig}.png) |"
             for f in found] + extra
 
 
@@ -153,8 +156,9 @@ def _fig7_paper(root: Path) -> list[str]:
 
 
 def _paper_sweep(root: Path, fig: str, name: str) -> list[str]:
-    """A row for a figure's grid under the paper's protocol (``results/<fig>-paper``): while its sweep trains,
-    how many runs are complete; the findings are in its table.md."""
+    """Rows of a figure's grid under the paper's protocol (``results/<fig>-paper``): once its sweep has finished,
+    the figure's findings checked on it (as for the reduced profile); while it trains, how many runs are complete
+    (its findings so far are in its table.md)."""
     d = root / f"{fig}-paper"
     if not (d / "runs").is_dir():
         return [f"| {name}, paper's protocol | the figure's grid, 3 seeds, best on validation | not started | | | |"]
@@ -162,6 +166,10 @@ def _paper_sweep(root: Path, fig: str, name: str) -> list[str]:
     nets = runs[runs.model != "classical"]
     done = int((nets.status == "complete").sum())
     training = (d / ".sweep-in-progress.json").exists()
+    if not training and done:
+        if fig == "fig5":
+            return _fig5(root, f"{fig}-paper")
+        return _sweep(root, fig, name, "", f"{fig}-paper")
     state = "training, resumes" if training else "sweep finished"
     return [f"| {name}, paper's protocol | the figure's grid, 3 seeds, best on validation | {done} networks complete, "
             f"{int((nets.status != 'complete').sum())} failed ({state}); findings in [table.md]({fig}-paper/table.md) | "
@@ -262,7 +270,7 @@ def _verdict(rows: list[str]) -> list[str]:
     return [f"**Verdict.** Of the {sum(total)} findings and numbers checked below, {total[0]} hold and {total[1]} do "
             f"not (by profile: {by}). Run under the paper's own protocol (`paper`), at least in part: "
             f"{', '.join(paper) or 'none'}; only under reduced profiles: {', '.join(reduced) or 'none'}. Rows marked "
-            "'see table' are tables still filling (their findings are in the linked table).", ""]
+            "'see table' are sweeps still training (their findings so far are in the linked table).", ""]
 
 
 def build_report(root: str | Path = "results") -> str:
