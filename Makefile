@@ -19,7 +19,7 @@ PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
+.PHONY: help install test test-fast reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 evaluate-fig9 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) RESULTS=$(RESULTS) EXTRA='$(EXTRA)' ENGINE=$(ENGINE) PYTEST_ARGS='$(PYTEST_ARGS)' TORCH_SPEC=$(TORCH_SPEC))"
@@ -70,8 +70,11 @@ reproduce-early-stop: $(STAMP) ## what profile=paper's early stop costs: 8 runs 
 reproduce-fig9: $(STAMP) ## Fig. 9 (EED inpainting: FMG net, U-net, single grid, CG) into results/fig9 (PROFILE=quick|paper)
 	$(REPRODUCE) fig9 $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
 
-report-fig9: $(STAMP) ## re-evaluate the stored Fig. 9 networks against the CG solver
-	$(PY) -m numnet.report.fig9 $(RESULTS)/fig9 --threads $(THREADS)
+evaluate-fig9: $(STAMP) ## re-measure the stored Fig. 9 networks against the CG solver, then rebuild its table and figure
+	$(PY) -m numnet.evaluate_inpainting $(RESULTS)/fig9 --threads $(THREADS)
+
+report-fig9: $(STAMP) ## rebuild results/fig9 table and figure from its stored measurements
+	$(PY) -m numnet.report.fig9 $(RESULTS)/fig9
 
 report-fig5: $(STAMP) ## rebuild results/fig5 tables and figure from the stored run summaries
 	$(PY) -m numnet.report.fig5 $(RESULTS)/fig5

@@ -60,6 +60,9 @@ def validate_inpaint(cfg: DictConfig) -> None:
         raise ConfigError(f"data.synthetic (share of synthetic training crops) must lie in [0, 1], got {cfg.data.synthetic}")
     if not cfg.data.max_scale >= 1:
         raise ConfigError(f"data.max_scale (largest crop window over the crop side) must be >= 1, got {cfg.data.max_scale}")
+    warm = OmegaConf.select(cfg, "loss.squared_warmup")
+    if isinstance(warm, bool) or not isinstance(warm, int) or warm < 0:
+        raise ConfigError(f"loss.squared_warmup must be an integer >= 0 (steps), got {warm!r}")
     if not cfg.inpaint_profile.lr > 0:
         raise ConfigError(f"inpaint_profile.lr must be > 0, got {cfg.inpaint_profile.lr}")
     try:
@@ -73,7 +76,7 @@ def validate_inpaint(cfg: DictConfig) -> None:
 
 def run_identity(config: dict) -> dict:
     """What a run computes (not how it runs or logs)."""
-    return {k: config.get(k) for k in ("inpaint_model", "inpaint_profile", "eed", "data", "seed")}
+    return {k: config.get(k) for k in ("inpaint_model", "inpaint_profile", "eed", "loss", "data", "seed")}
 
 
 def _loggers(cfg: DictConfig, out_dir: Path, name: str):
@@ -111,7 +114,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     val_masks = random_masks(val.shape, float(d.density), torch.Generator().manual_seed(int(d.data_seed) + 2))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = build_inpainter(cfg.inpaint_model.name, **model_kwargs(cfg))
-    task = InpaintingTask(model, lr=float(p.lr), density=float(d.density), eed=eed_params(cfg))
+    task = InpaintingTask(model, lr=float(p.lr), density=float(d.density), eed=eed_params(cfg),
+                          squared_warmup=int(cfg.loss.squared_warmup))
     name = f"{cfg.inpaint_model.name}-s{cfg.seed}"
     loggers = _loggers(cfg, out_dir, name)
     trainer = pl.Trainer(

@@ -5,7 +5,7 @@
    marks it until it has run to its end: the same command resumes an interrupted one (finished networks are
    skipped) and redoes a finished one, its runs moved to ``fig9/previous-runs/``;
 2. ``PROVENANCE.json``;
-3. the evaluation against the CG solver on the held-out image (``numnet.report.fig9``):
+3. the evaluation against the CG solver on the held-out image (``numnet.evaluate_inpainting``, then ``numnet.report.fig9``):
    ``metrics.csv``, ``table.md``, ``fig9.png``.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
-from numnet.report.fig9 import evaluate_fig9
+from numnet.evaluate_inpainting import evaluate_fig9
 from numnet.runs import end_sweep, launch_sweep, start_sweep
 
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together

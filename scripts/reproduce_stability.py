@@ -5,7 +5,7 @@ present) and 16-channel (``results/fig7``, own weights; ``results/fig7-paper`` w
 paper's protocol under both normalisation rules)
 networks at the largest depth of each architecture and activation, and measures on the first test
 signals: ``||N(f)|| / ||f||`` and the Lipschitz ratio over random and worst-found perturbations
-(:mod:`numnet.report.stability`); and per block the ``||K||_2`` of the kernels it applies and its
+(:mod:`numnet.models.stability`); and per block the ``||K||_2`` of the kernels it applies and its
 stability condition over the condition's bound (``tau L ||K||_2^2 / 2`` for the symmetric ResNet,
 Theorem 2; :meth:`numnet.models.Denoiser1D.condition_ratios`), which the paper's normalisation rule
 does not keep at most 1. Writes ``numbers.csv``, ``table.md`` and ``PROVENANCE.json``. Needs the
@@ -29,7 +29,7 @@ from numnet.evaluate import CheckpointError, load_model
 from numnet.report.collect import best_of_seeds, collect
 from numnet.report.sweep import ACTS, ARCHS, LABELS
 from numnet.nn.stencil import GUARANTEED, dense_k, provable_bound, spectral_norm
-from numnet.report.stability import lipschitz_ratios, norm_ratio
+from numnet.models.stability import lipschitz_ratios, norm_ratio
 from numnet.runs import git_commit, machine, write_json_atomic
 
 EPS = (0.01, 0.1)

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from numnet.config import ConfigError, check_writable  # noqa: E402
 from numnet.data.signals import make_splits  # noqa: E402
-from numnet.report.theory import (  # noqa: E402
+from numnet.schemes.theory import (  # noqa: E402
     diffusion_matrix,
     dufort_frankel_radius,
     dufort_frankel_radius_direct,

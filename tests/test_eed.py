@@ -104,7 +104,7 @@ def test_cg_history_records_each_iterates_psnr_against_the_original():
     it); the iterates approach the image, and the reading is the PSNR of the step's iterate."""
     import math
 
-    from numnet.report.fig9 import cg_time_to_psnr
+    from numnet.evaluate_inpainting import cg_time_to_psnr
 
     torch.manual_seed(0)
     x = torch.linspace(0, 1, 32, dtype=torch.float64)

@@ -3,7 +3,7 @@ import torch
 
 from numnet.data.signals import make_splits
 from numnet.models import build_model
-from numnet.report.stability import lipschitz_ratios, norm_ratio
+from numnet.models.stability import lipschitz_ratios, norm_ratio
 
 
 class Scale(torch.nn.Module):

@@ -105,7 +105,7 @@ def test_bad_input_is_rejected():
 @pytest.mark.cli
 @pytest.mark.parametrize("override,message", [("inpaint_model=vit", "inpaint_model"), ("data.crop=30", "data.crop"),
                                               ("data.density=0", "data.density"), ("inpaint_profile.steps=0", "steps"),
-                                              ("eed.lam=-1", "eed.lam")])
+                                              ("eed.lam=-1", "eed.lam"), ("loss.squared_warmup=-5", "loss.squared_warmup")])
 def test_inpaint_config_errors_are_one_line_before_compute(override, message, tmp_path):
     r = subprocess.run([sys.executable, "-m", "numnet.inpaint", override, "inpaint_profile=smoke", "logger=none",
                         f"output_root={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -131,7 +131,14 @@ def test_reproduce_fig9_smoke_writes_every_artefact_and_resumes(tmp_path):
     assert set(timed.image) == {"astronaut"} and set(timed.density) == {0.2} and len(timed) == 4
     assert (out / "fig9.png").stat().st_size > 0 and "CG / net" in (out / "table.md").read_text()
     from numnet.data.images import TRAIN_IMAGES
-    from numnet.report.fig9 import trained_on
+    from numnet.report.fig9 import trained_on, write_fig9
+
+    # the report reads the stored measurements only: rebuilt from them, the table is the same, byte for byte
+    table = (out / "table.md").read_text()
+    (out / "table.md").unlink()
+    (out / "fig9.png").unlink()
+    write_fig9(out)
+    assert (out / "table.md").read_text() == table and (out / "fig9.png").stat().st_size > 0
 
     for path in out.glob("runs/*/summary.json"):  # what each network trained on is recorded, held-out images apart
         assert trained_on(json.loads(path.read_text())) == set(TRAIN_IMAGES) and "astronaut" not in TRAIN_IMAGES
@@ -200,3 +207,54 @@ def test_training_data_are_offline_and_deterministic(monkeypatch):
     assert torch.equal(s1, s2) and float(s1.min()) >= 0 and float(s1.max()) <= 255
     jumps = (s1[0::2, 0, :, 1:] - s1[0::2, 0, :, :-1]).abs()  # shapes over a ramp: flat almost everywhere, edges
     assert float(jumps.median()) < 1.0 and float(jumps.max()) > 10.0
+
+
+def test_fig9_report_without_measurements_says_what_to_run(tmp_path):
+    from numnet.report.fig9 import main
+
+    (tmp_path / "runs").mkdir()
+    assert main([str(tmp_path)]) == 2
+    from numnet.report.fig9 import write_fig9
+
+    with pytest.raises(FileNotFoundError, match="numnet.evaluate_inpainting"):
+        write_fig9(tmp_path)
+
+
+def test_fmg_start_has_pixels_of_zero_residual_and_the_warmup_minimises_the_square():
+    """Why the squared warm-up exists: the FMG net's start (nearest-neighbour prolongations) leaves unknown pixels
+    whose residual of Eq. (29) is exactly 0, a kink of the absolute value; the pull-push start has none. During
+    ``squared_warmup`` steps the training loss is the mean squared residual, afterwards the paper's absolute one."""
+    from numnet.schemes.eed import eed_residual
+    from numnet.tasks.inpainting import InpaintingTask
+
+    torch.manual_seed(0)
+    x = torch.linspace(0, 1, 32)
+    img = (120 + 100 * torch.sin(5 * x)[:, None] * torch.cos(3 * x)[None, :]).expand(2, 1, 32, 32).contiguous()
+    mask = (torch.rand(img.shape, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    f = img * mask
+    with torch.no_grad():
+        r_fmg = eed_residual(FMGNet()(f, mask), f, mask)
+        r_pp = eed_residual(initial_guess(f, mask), f, mask)
+    unknown = mask == 0
+    assert (r_fmg[unknown] == 0).float().mean() > 0.1 and (r_pp[unknown] == 0).float().mean() < 0.01
+    losses = {}
+    for warm in (0, 1):
+        torch.manual_seed(1)
+        net = FMGNet()
+        task = InpaintingTask(net, squared_warmup=warm)
+        torch.manual_seed(2)  # the training mask drawn inside the step
+        loss = task.training_step(img, 0)
+        torch.manual_seed(2)
+        m = random_masks_like(img)
+        r = eed_residual(net(img * m, m), img * m, m)
+        losses[warm] = (float(loss.detach()), float(r.abs().mean()), float((r ** 2).mean()))
+    assert losses[0][0] == pytest.approx(losses[0][1]) and losses[1][0] == pytest.approx(losses[1][2])
+    assert losses[1][0] != pytest.approx(losses[1][1])
+    with pytest.raises(ValueError, match="squared_warmup"):
+        InpaintingTask(FMGNet(), squared_warmup=-1)
+
+
+def random_masks_like(img: torch.Tensor) -> torch.Tensor:
+    from numnet.data.images import random_masks
+
+    return random_masks(img.shape, 0.2)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from numnet.report.theory import (
+from numnet.schemes.theory import (
     diffusion_matrix,
     dufort_frankel_radius,
     dufort_frankel_radius_direct,

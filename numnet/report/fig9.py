@@ -1,69 +1,33 @@
-"""Fig. 9 of the paper (Sec. 7.2.3): evaluate the trained inpainting networks against the CG solver.
+"""Fig. 9 of the paper (Sec. 7.2.3) from stored measurements: ``python -m numnet.report.fig9 results/fig9``.
 
-``python -m numnet.report.fig9 results/fig9`` reads ``runs/<model>-s<seed>/model.pt``, inpaints the
-held-out test image under one seeded random mask of the training density (the paper's case) and, beyond the
-paper, three further held-out images and sparser masks, solves each problem with the lagged-diffusivity CG
-solver (the reference), and writes ``metrics.csv`` (``method, image, density, params, mean_abs_residual,
-psnr_vs_cg, psnr_vs_original, seconds``; seconds for the paper's case), ``table.md`` (with the CG solver's
-time to reach each network's residual, measured in the same run) and ``fig9.png`` (the paper's case).
+Reads what :mod:`numnet.evaluate_inpainting` measured (``metrics.csv``, ``evaluation.json``, ``fields.npz``),
+the run summaries in ``runs/`` and ``PROVENANCE.json``, and writes ``table.md`` (the paper's findings, the
+CG solver's time to each network's residual and PSNR, the further images and densities, training) and
+``fig9.png`` (the paper's case). Nothing is computed here but tables and the figure.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
-from numnet.config import ConfigError  # noqa: E402
+from numnet.evaluate_inpainting import METHODS, TIMING  # noqa: E402
 from numnet.report.sweep import provenance_lines, read_provenance  # noqa: E402
-from numnet.runs import git_commit  # noqa: E402
 
-__all__ = ["METHODS", "evaluate_fig9", "findings_fig9", "cg_time_to"]
+__all__ = ["findings_fig9", "write_fig9", "trained_on"]
 
-METHODS = ("single_grid", "fmg", "unet")
 LABELS = {"single_grid": "single-grid net", "fmg": "FMG net", "unet": "U-net", "cg": "CG solver (reference)",
           "masked": "masked input", "original": "original (held out)"}
 #: PSNR against the CG result from which a network "approximates the EED result" (the target set in advance)
 APPROX_DB = 32.0
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a - b) ** 2).mean())
-    return float("inf") if mse == 0 else 10.0 * torch.log10(torch.tensor(255.0 ** 2 / mse)).item()
-
-
-def cg_time_to(history: list[dict], residual: float) -> float | None:
-    """Seconds the CG solver needed to bring its mean |residual| to ``residual`` (``None``: never)."""
-    for h in history:
-        if h["mean_abs_residual"] <= residual:
-            return h["seconds"]
-    return None
-
-
-def cg_time_to_psnr(history: list[dict], psnr: float) -> float | None:
-    """Seconds the CG solver needed until an iterate reached ``psnr`` against the original (``None``: never)."""
-    for h in history:
-        if h.get("psnr_vs_original", -math.inf) >= psnr:
-            return h["seconds"]
-    return None
-
-
-def _timed(fn, repeats: int = 3) -> tuple[torch.Tensor, float]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return out, best
 
 
 def findings_fig9(metrics: pd.DataFrame) -> list[dict]:
@@ -90,98 +54,6 @@ def findings_fig9(metrics: pd.DataFrame) -> list[dict]:
                             f"FMG {m.loc['fmg', 'mean_abs_residual']:.3f}",
                     "holds": bool(m.loc["unet", "mean_abs_residual"] <= m.loc["fmg", "mean_abs_residual"])})
     return out
-
-
-#: the paper's case (Fig. 9) and, beyond it, three further held-out images and sparser masks
-DENSITIES = (0.2, 0.1, 0.05)
-
-
-def _mask_seed(image_index: int, density: float, seed: int) -> int:
-    """The mask seed of a test case: ``1000 + seed`` for the paper's case (test image, 20 %), distinct otherwise."""
-    if image_index == 0 and density == DENSITIES[0]:
-        return 1000 + seed
-    return 2000 + 100 * image_index + round(1000 * density) + 10000 * seed
-
-
-def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.DataFrame:
-    """Evaluate every trained network in ``folder/runs`` and the CG solver on the held-out test images and mask
-    densities (:data:`DENSITIES`); write ``metrics.csv`` (one row per method, image and density), ``table.md``,
-    ``evaluation.json`` and ``fig9.png`` (the paper's case)."""
-    from numnet.data.images import FURTHER_TEST_IMAGES, TEST_IMAGE, random_masks, test_image
-    from numnet.models.weights import load_weights
-    from numnet.models.inpainting import initial_guess
-    from numnet.schemes.eed import EEDParams, cg_inpaint, eed_residual, mean_abs_residual
-
-    folder = Path(folder)
-    runs = folder / "runs"
-    if not runs.is_dir():
-        raise FileNotFoundError(f"results folder {str(runs)!r} does not exist: run `make reproduce-fig9` first")
-    torch.set_num_threads(threads)
-    summaries = {}
-    for path in sorted(runs.glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        if s.get("status") == "complete" and s.get("seed", seed) == seed:
-            summaries[s["model"]] = (path.parent, s)
-    if not summaries:
-        raise FileNotFoundError(f"no complete inpainting run below {str(runs)!r}")
-    cfg = next(iter(summaries.values()))[1]["config"]
-    eed = EEDParams(lam=cfg["eed"]["lam"], sigma=cfg["eed"]["sigma"], alpha=cfg["eed"]["alpha"])
-    trained_density = float(cfg["data"]["density"])
-    models = {m: load_weights(summaries[m][0] / "model.pt")[0] for m in METHODS if m in summaries}
-    images = (TEST_IMAGE, *FURTHER_TEST_IMAGES)
-    densities = (trained_density, *[d for d in DENSITIES if d != trained_density])
-    rows, cases = [], []
-    for i, name in enumerate(images):
-        img = test_image(name)
-        for density in densities:
-            main = i == 0 and density == trained_density  # the paper's case: timed, drawn, checked
-            mask = random_masks(img.shape, density, torch.Generator().manual_seed(_mask_seed(i, density, seed)))
-            f = img * mask
-            ref, history = cg_inpaint(f, mask, eed, original=img)
-            case = {"image": name, "density": density}
-            shown, residuals = {"original": img, "masked": f, "cg": ref}, {}
-            for method, model in models.items():
-                with torch.no_grad():
-                    u, secs = _timed(lambda: model(f, mask), 3 if main else 1)
-                residuals[method] = eed_residual(u, f, mask, eed).abs()
-                res, to_original = float(residuals[method].mean()), _psnr(u, img)
-                t_cg = cg_time_to(history, res)
-                t_cg_psnr = cg_time_to_psnr(history, to_original)
-                rows.append({"method": method, **case, "params": model.n_params(), "mean_abs_residual": res,
-                             "psnr_vs_cg": _psnr(u, ref), "psnr_vs_original": to_original,
-                             "seconds": secs if main else None,
-                             "cg_seconds_to_same_residual": t_cg if main else None,
-                             "cg_over_net": None if t_cg is None or not main else t_cg / secs,
-                             "cg_seconds_to_same_psnr": t_cg_psnr if main else None,
-                             "cg_over_net_psnr": None if t_cg_psnr is None or not main else t_cg_psnr / secs,
-                             "train_steps": summaries[method][1]["steps"], "train_wall_s": summaries[method][1]["wall_s"]})
-                shown[method] = u
-            residuals["cg"] = eed_residual(ref, f, mask, eed).abs()
-            rows.append({"method": "cg", **case, "params": 0, "mean_abs_residual": float(residuals["cg"].mean()),
-                         "psnr_vs_cg": float("inf"), "psnr_vs_original": _psnr(ref, img),
-                         "seconds": history[-1]["seconds"] if main else None,
-                         "cg_seconds_to_same_residual": history[-1]["seconds"] if main else None, "cg_over_net": None,
-                         "cg_seconds_to_same_psnr": None, "cg_over_net_psnr": None,
-                         "train_steps": None, "train_wall_s": None})
-            record = {"mask_seed": _mask_seed(i, density, seed), "known_pixels": int(mask.sum()),
-                      "cg_outer_steps": history[-1]["outer"], "cg_inner_iterations": sum(h["cg_iters"] for h in history)}
-            cases.append({**case, **record, "cg_seconds": history[-1]["seconds"]})
-            if main:
-                u0 = initial_guess(f, mask)
-                info = {"test_image": name, "density": density, **record, "eed": {"lam": eed.lam, "sigma": eed.sigma},
-                        "initial_guess": {"mean_abs_residual": float(mean_abs_residual(u0, f, mask, eed)),
-                                          "psnr_vs_cg": _psnr(u0, ref), "psnr_vs_original": _psnr(u0, img)},
-                        "threads": threads, "evaluation_commit": git_commit()}
-                main_history, main_shown, main_residuals, main_mask = history, shown, residuals, mask
-    metrics = pd.DataFrame(rows)
-    metrics[["method", "image", "density", "params", "mean_abs_residual", "psnr_vs_cg", "psnr_vs_original",
-             "seconds"]].to_csv(folder / "metrics.csv", index=False)
-    info["cases"] = cases
-    (folder / "evaluation.json").write_text(json.dumps({"info": info, "cg_history": main_history}, indent=1))
-    main_rows = metrics[(metrics.image == info["test_image"]) & (metrics.density == info["density"])]
-    _write_table(folder, metrics, main_rows.reset_index(drop=True), info, summaries)
-    _figure(folder / "fig9.png", main_shown, main_residuals, main_mask, main_rows)
-    return metrics
 
 
 def trained_on(summary: dict) -> set[str]:
@@ -250,8 +122,8 @@ def _sparser_lines(metrics: pd.DataFrame, info: dict, summaries: dict) -> list[s
 def _write_table(folder: Path, everything: pd.DataFrame, metrics: pd.DataFrame, info: dict, summaries: dict) -> None:
     profile = ", ".join(sorted({s["profile"] for _, s in summaries.values()}))
     lines = ["# Fig. 9: learned solvers for EED inpainting (Sec. 7.2.3)", "",
-             f"Profile: **{profile}**. Generated by `python -m numnet.report.fig9` from the trained networks in "
-             f"`runs/`. Held-out test image: scikit-image `{info['test_image']}` (greyscale, 256 x 256), standing in "
+             f"Profile: **{profile}**. Measured by `python -m numnet.evaluate_inpainting` on the trained networks in "
+             "`runs/` (`metrics.csv`, `evaluation.json`, `fields.npz`), tabulated by `python -m numnet.report.fig9`. Held-out test image: scikit-image `{info['test_image']}` (greyscale, 256 x 256), standing in "
              "for the paper's *trui*, which ships in no package. Random mask, density "
              f"{info['density']:.0%} ({info['known_pixels']} known pixels, seed {info['mask_seed']}). EED: lambda = "
              f"{info['eed']['lam']:g}, sigma = {info['eed']['sigma']:g}, delta-stencil. The reference is lagged diffusivity with CG inner solves "
@@ -313,22 +185,20 @@ def _write_table(folder: Path, everything: pd.DataFrame, metrics: pd.DataFrame, 
     (folder / "table.md").write_text("\n".join(lines) + "\n")
 
 
-def _figure(path: Path, images: dict, residuals: dict, mask: torch.Tensor, metrics: pd.DataFrame) -> None:
+def _figure(path: Path, images: dict, residuals: dict, mask: np.ndarray, metrics: pd.DataFrame) -> None:
     """Top row: the original, the masked input, the CG result and each network's result, with their PSNRs in the
     titles; bottom row: the mask and each result's absolute residual of Eq. (29) on one colour scale."""
-    import numpy as np
-
     order = ["original", "masked", "cg", "single_grid", "fmg", "unet"]
     shown = [k for k in order if k in images]
     fig, axes = plt.subplots(2, len(shown), figsize=(3.0 * len(shown), 6.6))
     res = metrics.set_index("method")
-    top = max(float(r.quantile(0.99)) for r in (v.flatten() for v in residuals.values())) if residuals else 1.0
+    top = max(float(np.quantile(v, 0.99)) for v in residuals.values()) if residuals else 1.0
     for col, k in enumerate(shown):
         ax, below = axes[0, col], axes[1, col]
-        img = images[k][0, 0].clamp(0, 255).numpy()
+        img = np.clip(images[k], 0, 255)
         if k == "masked":
             rgb = np.stack([img] * 3, -1) / 255.0
-            rgb[mask[0, 0].numpy() < 0.5] = (0.0, 0.0, 0.0)
+            rgb[mask < 0.5] = (0.0, 0.0, 0.0)
             ax.imshow(rgb)
         else:
             ax.imshow(img, cmap="gray", vmin=0, vmax=255)
@@ -339,11 +209,11 @@ def _figure(path: Path, images: dict, residuals: dict, mask: torch.Tensor, metri
                       ("" if k == "cg" else f"\n{r.psnr_vs_cg:.2f} dB vs CG"))
         ax.set_title(title, fontsize=9)
         if k in residuals:
-            shown_res = below.imshow(residuals[k][0, 0].numpy(), cmap="magma", vmin=0, vmax=top)
+            shown_res = below.imshow(residuals[k], cmap="magma", vmin=0, vmax=top)
             below.set_title(f"|residual|, mean {res.loc[k, 'mean_abs_residual']:.3f}", fontsize=9)
         elif k == "masked":
-            below.imshow(mask[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-            below.set_title(f"mask ({100 * float(mask.mean()):.0f} % known)", fontsize=9)
+            below.imshow(mask, cmap="gray", vmin=0, vmax=1)
+            below.set_title(f"mask ({100 * float(mask.astype(np.float32).mean()):.0f} % known)", fontsize=9)
         for a in (ax, below):
             a.axis("off")
     if residuals:
@@ -352,17 +222,44 @@ def _figure(path: Path, images: dict, residuals: dict, mask: torch.Tensor, metri
     plt.close(fig)
 
 
+def write_fig9(folder: str | Path, seed: int = 0) -> None:
+    """``table.md`` and ``fig9.png`` from the stored measurements in ``folder`` (module docstring)."""
+    folder = Path(folder)
+    needed = [folder / n for n in ("metrics.csv", "evaluation.json", "fields.npz")]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"no Fig. 9 measurements: {', '.join(missing)} missing; run "
+                                f"`python -m numnet.evaluate_inpainting {folder}` first")
+    everything = pd.read_csv(folder / "metrics.csv")
+    stored = json.loads((folder / "evaluation.json").read_text())
+    info, timing = stored["info"], stored.get("timing", {})
+    summaries = {}
+    for path in sorted((folder / "runs").glob("*/summary.json")):
+        s = json.loads(path.read_text())
+        if s.get("status") == "complete" and s.get("seed", seed) == seed:
+            summaries[s["model"]] = (path.parent, s)
+    main = everything[(everything.image == info["test_image"]) & (everything.density == info["density"])]
+    main = main.reset_index(drop=True)
+    for col in TIMING:
+        main[col] = [timing.get(m, {}).get(col) for m in main.method]
+    _write_table(folder, everything, main, info, summaries)
+    with np.load(folder / "fields.npz") as z:
+        f = {k: z[k].astype(np.float32) for k in z.files}
+    images = {k[len("image_"):]: v for k, v in f.items() if k.startswith("image_")}
+    residuals = {k[len("residual_"):]: v for k, v in f.items() if k.startswith("residual_")}
+    _figure(folder / "fig9.png", images, residuals, f["mask"], main)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Evaluate the Fig. 9 networks against the CG solver")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", default="results/fig9")
-    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     try:
-        metrics = evaluate_fig9(args.folder, args.threads)
-    except (FileNotFoundError, ConfigError) as exc:
+        write_fig9(args.folder)
+    except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(metrics.to_string(index=False))
+    print(f"[numnet] wrote {args.folder}/table.md and fig9.png")
     return 0
 
 

@@ -1,7 +1,9 @@
 """LightningModule for learned EED inpainting (Sec. 7.2.2).
 
-The loss is the mean absolute residual of the discretised Eq. (29) of the network's output; the
-ground truth never enters it. A fresh random mask of the profile's density is drawn for every
+The loss is the mean absolute residual of the discretised Eq. (29) of the network's output (Sec. 7.2.2);
+the ground truth never enters it. The first ``squared_warmup`` steps minimise the mean squared residual
+instead: at a start with many pixels of residual exactly 0 (the FMG net's piecewise-constant
+prolongations) the absolute value has a kink that gradient steps do not leave; the square has none. A fresh random mask of the profile's density is drawn for every
 training crop and step. Validation uses fixed crops and masks from held-out images and logs the
 mean residual (the quantity trained for) and the PSNR against the uncorrupted crops; the weights
 of the best validation residual are restored at the end of ``fit``.
@@ -15,19 +17,22 @@ import pytorch_lightning as pl
 import torch
 
 from numnet.data.images import random_masks
-from numnet.schemes.eed import EEDParams, mean_abs_residual
+from numnet.schemes.eed import EEDParams, eed_residual, mean_abs_residual
 
 __all__ = ["InpaintingTask"]
 
 
 class InpaintingTask(pl.LightningModule):
     def __init__(self, model: torch.nn.Module, lr: float = 1e-3, density: float = 0.2,
-                 eed: EEDParams | None = None) -> None:
+                 eed: EEDParams | None = None, squared_warmup: int = 0) -> None:
         super().__init__()
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not 0 < density <= 1:
             raise ValueError(f"mask density must lie in (0, 1], got {density}")
+        if squared_warmup < 0:
+            raise ValueError(f"squared_warmup must be >= 0 steps, got {squared_warmup}")
+        self.squared_warmup = int(squared_warmup)
         self.model, self.lr, self.density = model, lr, density
         self.eed = eed or EEDParams()
         self.best_val, self.best_step = math.inf, -1
@@ -42,8 +47,9 @@ class InpaintingTask(pl.LightningModule):
     def training_step(self, clean, batch_idx):
         mask = random_masks(clean.shape, self.density).to(clean.device)
         f = clean * mask
-        loss = mean_abs_residual(self.model(f, mask), f, mask, self.eed)
-        d = loss.detach()
+        r = eed_residual(self.model(f, mask), f, mask, self.eed)
+        d = r.detach().abs().mean()  # logged: the paper's loss, also during the warm-up
+        loss = (r ** 2).mean() if self.global_step < self.squared_warmup else r.abs().mean()
         self._sum = d if self._sum is None else self._sum + d
         self._n += 1
         return loss
