@@ -27,6 +27,7 @@ import torch
 from numnet.data.signals import make_splits
 from numnet.metrics import pooled_psnr, psnr
 from numnet.models.weights import WEIGHTS_FORMAT, CheckpointError, load_weights
+from numnet.summary import RunSummary, read_summaries
 
 __all__ = ["load_model", "CheckpointError", "WEIGHTS_FORMAT", "evaluate", "psnr_readings", "record_pooled", "record_rule", "rule_file", "EVALUATION_FILE"]
 
@@ -60,16 +61,14 @@ def _test_split(n_test: int, seed: int, length: int, sigma: float, short_last: s
     return make_splits(1, 1, n_test, seed, length, sigma, short_last)["test"]
 
 
-def _network_runs(runs_dir: str | Path, done) -> list[tuple[Path, dict, dict]]:
+def _network_runs(runs_dir: str | Path, done) -> list[tuple[Path, RunSummary, dict]]:
     """``(run folder, summary, dataset record)`` of every complete network run below ``runs_dir`` with its weights,
     leaving out those for which ``done(run, summary)`` says the evaluation asked for is already there."""
     out = []
-    for path in sorted(Path(runs_dir).glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        run = path.parent
-        if (s.get("status") == "complete" and s.get("model") != "classical" and (run / "model.pt").exists()
-                and not done(run, s)):
-            out.append((run, s, s.get("dataset") or {}))
+    for s in read_summaries(runs_dir):
+        run = Path(runs_dir) / s.run
+        if s.complete and s.model != "classical" and (run / "model.pt").exists() and not done(run, s):
+            out.append((run, s, s.dataset))
     return out
 
 
@@ -82,9 +81,9 @@ def record_pooled(runs_dir: str | Path, tolerance_db: float = 1e-3) -> int:
     from numnet.runs import provenance, write_json_atomic
 
     written = 0
-    for run, s, ds in _network_runs(runs_dir, lambda run, s: "test_psnr_pooled" in (s.get("metrics") or {})
+    for run, s, ds in _network_runs(runs_dir, lambda run, s: "test_psnr_pooled" in s.metrics
                                     or (run / EVALUATION_FILE).exists()):
-        m = s["metrics"]
+        m = s.metrics
         model, _ = load_model(run)
         test = _test_split(int(ds["n_test"]), int(ds["data_seed"]), int(ds["length"]), float(ds["sigma"]),
                            ds.get("short_last", "reject"))
@@ -115,7 +114,7 @@ def record_rule(runs_dir: str | Path, rule: str) -> int:
     if rule not in SHORT_LAST:
         raise ValueError(f"the data rule must be one of {list(SHORT_LAST)}, got {rule!r}")
     written = 0
-    for run, _, ds in _network_runs(runs_dir, lambda run, s: (s.get("dataset") or {}).get("short_last", "reject") == rule
+    for run, _, ds in _network_runs(runs_dir, lambda run, s: s.dataset.get("short_last", "reject") == rule
                                     or (run / rule_file(rule)).exists()):
         model, _ = load_model(run)
         test = _test_split(int(ds["n_test"]), int(ds["data_seed"]), int(ds["length"]), float(ds["sigma"]), rule)

@@ -28,14 +28,20 @@ import torch
 
 from numnet.config import ConfigError
 from numnet.runs import git_commit
+from numnet.summary import RunSummary, read_summaries
 
-__all__ = ["METHODS", "DENSITIES", "evaluate_fig9", "cg_time_to", "cg_time_to_psnr"]
+__all__ = ["METHODS", "DENSITIES", "evaluate_fig9", "trained_networks", "cg_time_to", "cg_time_to_psnr"]
 
 METHODS = ("single_grid", "fmg", "unet")
 #: the columns of ``metrics.csv``; the CG comparisons of the paper's case go to ``evaluation.json``
 COLUMNS = ["method", "image", "density", "params", "mean_abs_residual", "psnr_vs_cg", "psnr_vs_original", "seconds"]
 TIMING = ["cg_seconds_to_same_residual", "cg_over_net", "cg_seconds_to_same_psnr", "cg_over_net_psnr",
           "train_steps", "train_wall_s"]
+
+
+def trained_networks(folder: str | Path, seed: int = 0) -> dict[str, RunSummary]:
+    """The complete runs of seed ``seed`` in ``folder/runs``, by model name."""
+    return {s.model: s for s in read_summaries(Path(folder) / "runs") if s.complete and s.seed == seed}
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -93,17 +99,13 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
     if not runs.is_dir():
         raise FileNotFoundError(f"results folder {str(runs)!r} does not exist: run `make reproduce-fig9` first")
     torch.set_num_threads(threads)
-    summaries = {}
-    for path in sorted(runs.glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        if s.get("status") == "complete" and s.get("seed", seed) == seed:
-            summaries[s["model"]] = (path.parent, s)
+    summaries = trained_networks(folder, seed)
     if not summaries:
         raise FileNotFoundError(f"no complete inpainting run below {str(runs)!r}")
-    cfg = next(iter(summaries.values()))[1]["config"]
+    cfg = next(iter(summaries.values())).config
     eed = EEDParams(lam=cfg["eed"]["lam"], sigma=cfg["eed"]["sigma"], alpha=cfg["eed"]["alpha"])
     trained_density = float(cfg["data"]["density"])
-    models = {m: load_weights(summaries[m][0] / "model.pt")[0] for m in METHODS if m in summaries}
+    models = {m: load_weights(runs / summaries[m].run / "model.pt")[0] for m in METHODS if m in summaries}
     images = (TEST_IMAGE, *FURTHER_TEST_IMAGES)
     densities = (trained_density, *[d for d in DENSITIES if d != trained_density])
     rows, cases = [], []
@@ -130,7 +132,7 @@ def evaluate_fig9(folder: str | Path, threads: int = 1, seed: int = 0) -> pd.Dat
                              "cg_over_net": None if t_cg is None or not main else t_cg / secs,
                              "cg_seconds_to_same_psnr": t_cg_psnr if main else None,
                              "cg_over_net_psnr": None if t_cg_psnr is None or not main else t_cg_psnr / secs,
-                             "train_steps": summaries[method][1]["steps"], "train_wall_s": summaries[method][1]["wall_s"]})
+                             "train_steps": summaries[method].steps, "train_wall_s": summaries[method].wall_s})
                 shown[method] = u
             residuals["cg"] = eed_residual(ref, f, mask, eed).abs()
             rows.append({"method": "cg", **case, "params": 0, "mean_abs_residual": float(residuals["cg"].mean()),

@@ -32,8 +32,8 @@ def _kernel_row(act: str, best: tuple[Path, dict] | None) -> dict:
         return {"activation": act, "status": "failed"}
     model, _ = load_model(best[0])
     k1, k2 = model.w1[0, 0, 0].detach().double(), model.w2[0, 0, 0].detach().double()
-    return {"activation": act, "status": "complete", "run": best[0].name, "seed": best[1]["seed"],
-            "test_psnr": best[1]["metrics"]["test_psnr"], "params": best[1]["params"],
+    return {"activation": act, "status": "complete", "run": best[0].name, "seed": best[1].seed,
+            "test_psnr": best[1].metrics["test_psnr"], "params": best[1].params,
             "k1": k1.tolist(), "k2": k2.tolist(), "b1": float(model.b1[0, 0]), "b2": float(model.b2[0, 0]),
             "k2_over_limit": (k2 / LIMIT).tolist(), "lambda": float(model.fluxes[0].lam), **kernel_measures(k1, k2)}
 

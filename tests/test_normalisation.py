@@ -5,7 +5,7 @@ import torch
 from numnet.config import ConfigError, compose_config, validate
 from numnet.evaluate import WEIGHTS_FORMAT, load_model
 from numnet.models import build_model
-from numnet.report.collect import normalisation_of
+from numnet.summary import normalisation_of
 from numnet.train import run_identity, run_name
 
 

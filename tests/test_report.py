@@ -45,7 +45,7 @@ def test_kernel_table_takes_the_validation_best_complete_seed(tmp_path):
     _summary(runs / "s1", "resnet", "perona_malik", 20, 1, 37.5, 37.2)
     _summary(runs / "s2", "resnet", "perona_malik", 20, 2, 0, 0, status="failed")
     folder, summary = best_run([runs / "s0", runs / "s1", runs / "s2", runs / "missing"])
-    assert folder.name == "s1" and summary["seed"] == 1  # by validation, not by test; failed and missing skipped
+    assert folder.name == "s1" and summary.seed == 1  # by validation, not by test; failed and missing skipped
     assert best_run([runs / "s2"]) is None
 
 

@@ -10,7 +10,6 @@ PSNR it would have kept, and what the full run found later. Writes ``early_stop.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from omegaconf import OmegaConf
 from numnet.config import CONFIG_DIR
 from numnet.report.sweep import LABELS, failed_lines, provenance_lines, read_provenance
 from numnet.report.collect import collect
+from numnet.summary import RunSummary
 
 __all__ = ["replay", "write_early_stop"]
 
@@ -44,8 +44,7 @@ def write_early_stop(folder: str | Path) -> pd.DataFrame:
     patience = int(OmegaConf.load(CONFIG_DIR / "profile" / "paper.yaml").patience)
     rows = []
     for r in runs[(runs.status == "complete") & (runs.model != "classical")].itertuples():
-        summary = json.loads((folder / "runs" / r.run / "summary.json").read_text())
-        hist = summary.get("history") or []
+        hist = RunSummary.read(folder / "runs" / r.run / "summary.json").history
         if not hist:
             continue
         stop, kept, kept_epoch = replay(hist, patience)

@@ -7,13 +7,13 @@ and ``fig5.png`` (one panel per activation, PSNR against blocks, classical filte
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from numnet.report.collect import best_of_seeds, collect
+from numnet.summary import read_summaries
 from numnet.report.sweep import (
     ACTS,
     averaging_lines,
@@ -138,15 +138,14 @@ def data_rule_lines(folder: Path, best: pd.DataFrame) -> list[str]:
     ``folder/classical-<rule>/``) beside those of the sweep's own dataset."""
     ours = best[best.model == "classical"]
     rows = []
-    for path in sorted(folder.glob("classical-*/classical-*/summary.json")):
-        s = json.loads(path.read_text())
-        rule = (s.get("dataset") or {}).get("short_last")
-        mine = ours[ours.activation == s.get("activation")]
-        if mine.empty or rule is None:
+    for s in read_summaries(folder, "classical-*/classical-*/summary.json"):
+        rule = s.dataset.get("short_last")
+        mine = ours[ours.activation == s.activation]
+        if mine.empty or rule is None or not s.complete:
             continue
         base = float(mine.test_psnr.iloc[0])
-        other = float(s["metrics"]["test_psnr"])
-        rows.append(f"| {LABELS.get(s['activation'], s['activation'])} | {base:.2f} | {other:.2f} | {rule} | "
+        other = float(s.metrics["test_psnr"])
+        rows.append(f"| {LABELS.get(s.activation, s.activation)} | {base:.2f} | {other:.2f} | {rule} | "
                     f"{base - other:+.2f} |")
     if not rows:
         return []

@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 from numnet.report.collect import collect  # noqa: E402
 from numnet.report.fig67 import PAPER_FIG7  # noqa: E402
 from numnet.runs import RESUME_FILE  # noqa: E402
+from numnet.summary import read_summaries  # noqa: E402
 from numnet.report.sweep import (  # noqa: E402
     ACTS,
     averaging_lines,
@@ -75,16 +76,16 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
     runs = collect(folder / "runs")
     if runs.empty:
         raise FileNotFoundError(f"no run summaries below {folder / 'runs'}: run the sweep first")
-    summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted((folder / "runs").glob("*/summary.json"))}
+    summaries = {s.run: s for s in read_summaries(folder / "runs")}
     best_epoch, commit, patience, partial_wall, protocol = {}, {}, set(), {}, {}
     for name, s in summaries.items():
-        best_epoch[name] = (s.get("metrics") or {}).get("best_epoch")
-        commit[name] = str((s.get("provenance") or {}).get("git_commit", ""))[:12]
-        partial_wall[name] = bool(s.get("resumed")) and s.get("wall_s_total") is None
-        if s.get("model") != "classical" and s.get("status") == "complete":
-            prof = (s.get("config") or {}).get("profile") or {}
+        best_epoch[name] = s.metrics.get("best_epoch")
+        commit[name] = s.commit[:12]
+        partial_wall[name] = s.wall_partial
+        if s.model != "classical" and s.complete:
+            prof = s.config.get("profile") or {}
             patience.add(prof.get("patience"))
-            protocol = {**(s.get("dataset") or {}), **{k: prof.get(k) for k in ("batch_size", "lr", "max_epochs")}}
+            protocol = {**s.dataset, **{k: prof.get(k) for k in ("batch_size", "lr", "max_epochs")}}
     runs["best_epoch"] = runs.run.map(best_epoch)
     runs["git_commit"] = runs.run.map(commit)
     runs["partial_wall"] = runs.run.map(partial_wall).fillna(False)
@@ -142,7 +143,7 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
                   RESUME_FILE).exists() else "") for w in waiting], ""]
     lines += classical_lines(ok) + failed_lines(runs)
     (folder / "table.md").write_text("\n".join(lines))
-    _curves({n: s["history"] for n, s in summaries.items() if s.get("status") == "complete" and s.get("history")},
+    _curves({n: s.history for n, s in summaries.items() if s.complete and s.history},
             folder / "curves.png")
     return runs
 

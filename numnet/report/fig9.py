@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from numnet.evaluate_inpainting import METHODS, TIMING  # noqa: E402
+from numnet.evaluate_inpainting import METHODS, TIMING, trained_networks  # noqa: E402
 from numnet.report.sweep import provenance_lines, read_provenance  # noqa: E402
 
 __all__ = ["findings_fig9", "write_fig9", "trained_on"]
@@ -69,7 +69,7 @@ def trained_on(summary: dict) -> set[str]:
 def _training_data(summaries: dict) -> str:
     """What the recorded runs trained on, from their configs: the crop stream (offline images and a share of
     synthetic ones) or, for runs recorded before it, a fixed bank of crops of scikit-image's images."""
-    data = [s["config"]["data"] for _, s in summaries.values()]
+    data = [s.config["data"] for s in summaries.values()]
     if all("synthetic" in d for d in data):
         share = sorted({float(d["synthetic"]) for d in data})
         return ("crops drawn afresh every step from the offline images and synthetic ones (share "
@@ -93,7 +93,7 @@ def _sparser_lines(metrics: pd.DataFrame, info: dict, summaries: dict) -> list[s
     """The held-out images and sparser masks (beyond the paper): PSNR against the CG result per method, and by
     how much the FMG net leads the others at each density."""
     nets = [m for m in METHODS if m in set(metrics.method)]
-    seen = sorted(set(metrics.image) & set().union(*(trained_on(s) for _, s in summaries.values())))
+    seen = sorted(set(metrics.image) & set().union(*(trained_on(s.record) for s in summaries.values())))
     lines = ["## Further test images and sparser masks (beyond the paper)", "",
              f"The networks trained with {info['density']:.0%} masks, tested on {metrics.image.nunique()} images "
              "(each the centre square area-averaged to 256 x 256) under masks of each density; PSNR in dB "
@@ -120,7 +120,7 @@ def _sparser_lines(metrics: pd.DataFrame, info: dict, summaries: dict) -> list[s
 
 
 def _write_table(folder: Path, everything: pd.DataFrame, metrics: pd.DataFrame, info: dict, summaries: dict) -> None:
-    profile = ", ".join(sorted({s["profile"] for _, s in summaries.values()}))
+    profile = ", ".join(sorted({s.profile for s in summaries.values()}))
     lines = ["# Fig. 9: learned solvers for EED inpainting (Sec. 7.2.3)", "",
              f"Profile: **{profile}**. Measured by `python -m numnet.evaluate_inpainting` on the trained networks in "
              "`runs/` (`metrics.csv`, `evaluation.json`, `fields.npz`), tabulated by `python -m numnet.report.fig9`. Held-out test image: scikit-image `{info['test_image']}` (greyscale, 256 x 256), standing in "
@@ -179,9 +179,9 @@ def _write_table(folder: Path, everything: pd.DataFrame, metrics: pd.DataFrame, 
                   "from the EED solution than the paper's. `make reproduce-fig9 PROFILE=paper` trains much longer.", ""]
     lines += ["## Training", "", "| method | steps | best validation step | validation residual | wall [s] |",
               "|---|---|---|---|---|"]
-    for m, (_, s) in summaries.items():
-        lines.append(f"| {LABELS.get(m, m)} | {s['steps']} | {s['best_step']} | {s['metrics']['val_residual']:.4f} | "
-                     f"{s['wall_s']:.0f} |")
+    for m, s in summaries.items():
+        lines.append(f"| {LABELS.get(m, m)} | {s.steps} | {s.best_step} | {s.metrics['val_residual']:.4f} | "
+                     f"{s.wall_s:.0f} |")
     (folder / "table.md").write_text("\n".join(lines) + "\n")
 
 
@@ -233,11 +233,7 @@ def write_fig9(folder: str | Path, seed: int = 0) -> None:
     everything = pd.read_csv(folder / "metrics.csv")
     stored = json.loads((folder / "evaluation.json").read_text())
     info, timing = stored["info"], stored.get("timing", {})
-    summaries = {}
-    for path in sorted((folder / "runs").glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        if s.get("status") == "complete" and s.get("seed", seed) == seed:
-            summaries[s["model"]] = (path.parent, s)
+    summaries = trained_networks(folder, seed)
     main = everything[(everything.image == info["test_image"]) & (everything.density == info["density"])]
     main = main.reset_index(drop=True)
     for col in TIMING:

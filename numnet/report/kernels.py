@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from numnet.runs import read_summary
+from numnet.summary import RunSummary
 
 __all__ = ["PAPER", "LIMIT", "best_run", "kernel_measures"]
 
@@ -33,12 +33,15 @@ def kernel_measures(k1: torch.Tensor, k2: torch.Tensor) -> dict:
     }
 
 
-def best_run(runs: list[Path]) -> tuple[Path, dict] | None:
+def best_run(runs: list[Path]) -> tuple[Path, RunSummary] | None:
     """The complete run among the folders ``runs`` with the best validation PSNR, with its summary (Sec. 7.1.1:
     best of the seeds on validation); ``None`` when none is complete."""
     best = None
     for run in runs:
-        s = read_summary(run / "summary.json")
-        if s and s.get("status") == "complete" and (best is None or s["metrics"]["val_psnr"] > best[1]["metrics"]["val_psnr"]):
+        try:
+            s = RunSummary.read(run / "summary.json")
+        except (OSError, ValueError):
+            continue
+        if s.complete and (best is None or s.metrics["val_psnr"] > best[1].metrics["val_psnr"]):
             best = (run, s)
     return best
