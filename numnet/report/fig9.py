@@ -123,7 +123,7 @@ def _write_table(folder: Path, everything: pd.DataFrame, metrics: pd.DataFrame, 
     profile = ", ".join(sorted({s.profile for s in summaries.values()}))
     lines = ["# Fig. 9: learned solvers for EED inpainting (Sec. 7.2.3)", "",
              f"Profile: **{profile}**. Measured by `python -m numnet.evaluate_inpainting` on the trained networks in "
-             "`runs/` (`metrics.csv`, `evaluation.json`, `fields.npz`), tabulated by `python -m numnet.report.fig9`. Held-out test image: scikit-image `{info['test_image']}` (greyscale, 256 x 256), standing in "
+             f"`runs/` (`metrics.csv`, `evaluation.json`, `fields.npz`), tabulated by `python -m numnet.report.fig9`. Held-out test image: scikit-image `{info['test_image']}` (greyscale, 256 x 256), standing in "
              "for the paper's *trui*, which ships in no package. Random mask, density "
              f"{info['density']:.0%} ({info['known_pixels']} known pixels, seed {info['mask_seed']}). EED: lambda = "
              f"{info['eed']['lam']:g}, sigma = {info['eed']['sigma']:g}, delta-stencil. The reference is lagged diffusivity with CG inner solves "
