@@ -20,6 +20,12 @@ data are imposed (Sec. 7.2.2).
 * :class:`InpaintUNet`: U-net with additive skips, 3 scales, 2 conv layers per scale and side,
   widths ``(17, 34, 68)``, 1 x 1 projections after upsampling.
 * :class:`SingleGridNet`: 25 conv layers of 24 channels on the fine grid only.
+
+Initialisation (``init``): ``default`` is PyTorch's; ``he`` draws every convolution but the last from
+``N(0, 2 / fan_in)`` with zero biases (He et al. 2015), which keeps the size of the signal through a deep
+stack of ReLU layers. Under the default, a deep plain stack forgets its input: its features end up
+nearly constant in space (set by the biases), so the last layer can add only a near-constant image, and
+the 25-layer single-grid net stayed at its start (``configs/inpaint_model/single_grid.yaml``).
 """
 from __future__ import annotations
 
@@ -29,13 +35,15 @@ from torch import nn
 
 from numnet.schemes.eed import EEDParams, eed_residual, restrict_mask
 
-__all__ = ["FMG_ORDER", "SCALE", "FMGNet", "InpaintUNet", "SingleGridNet", "INPAINT_MODELS", "build_inpainter",
+__all__ = ["FMG_ORDER", "SCALE", "INITS", "FMGNet", "InpaintUNet", "SingleGridNet", "INPAINT_MODELS", "build_inpainter",
            "initial_guess"]
 
 #: grid levels of the solvers in order: 0 = h, 1 = 2h, 2 = 4h (Sec. 7.2.3)
 FMG_ORDER = (2, 1, 2, 1, 0, 1, 2, 1, 2, 1, 0)
 #: grey values per unit of network output
 SCALE = 25.5
+#: initialisations of the convolutions (module docstring)
+INITS = ("default", "he")
 
 
 def initial_guess(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -53,13 +61,29 @@ def initial_guess(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return mask * f + (1.0 - mask) * u
 
 
-def conv_stack(c_in: int, width: int, layers: int) -> nn.Sequential:
+def check_init(init: str) -> str:
+    if init not in INITS:
+        raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
+    return init
+
+
+def he_init(module: nn.Module) -> None:
+    """Every convolution of ``module`` from ``N(0, 2 / fan_in)`` with zero bias (module docstring)."""
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+
+
+def conv_stack(c_in: int, width: int, layers: int, init: str = "default") -> nn.Sequential:
     """``layers`` 3 x 3 convolutions with ReLU between: ``c_in -> width -> ... -> width -> 1``; last one zero."""
     if layers < 2:
         raise ValueError(f"a solver needs at least 2 layers, got {layers}")
     mods: list[nn.Module] = [nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU()]
     for _ in range(layers - 2):
         mods += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
+    if check_init(init) == "he":
+        he_init(nn.Sequential(*mods))
     last = nn.Conv2d(width, 1, 3, padding=1)
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
@@ -101,10 +125,10 @@ class SingleGridNet(Inpainter):
 
     name = "single_grid"
 
-    def __init__(self, layers: int = 25, width: int = 24, residual_input: bool = True) -> None:
+    def __init__(self, layers: int = 25, width: int = 24, residual_input: bool = True, init: str = "default") -> None:
         super().__init__()
         self.inputs = Inputs(residual_input)
-        self.net = conv_stack(self.inputs.channels, width, layers)
+        self.net = conv_stack(self.inputs.channels, width, layers, init)
 
     def forward(self, f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         _check_size(f, 1)
@@ -117,7 +141,8 @@ class InpaintUNet(Inpainter):
 
     name = "unet"
 
-    def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True) -> None:
+    def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True,
+                 init: str = "default") -> None:
         super().__init__()
         w1, w2, w3 = widths
         self.inputs = Inputs(residual_input)
@@ -129,6 +154,8 @@ class InpaintUNet(Inpainter):
         self.enc1, self.enc2, self.bottom = two(self.inputs.channels, w1), two(w1, w2), two(w2, w3)
         self.up2, self.up1 = nn.Conv2d(w3, w2, 1), nn.Conv2d(w2, w1, 1)
         self.dec2, self.dec1 = two(w2, w2), two(w1, w1)
+        if check_init(init) == "he":
+            he_init(self)
         self.out = nn.Conv2d(w1, 1, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -160,7 +187,7 @@ class FMGNet(Inpainter):
     name = "fmg"
 
     def __init__(self, layers: int = 12, width: int = 20, order: tuple[int, ...] = FMG_ORDER,
-                 eed: EEDParams | None = None) -> None:
+                 eed: EEDParams | None = None, init: str = "default") -> None:
         super().__init__()
         if not order or order[-1] != 0 or any(l not in (0, 1, 2) for l in order):
             raise ValueError(f"FMG order must use the levels 0 (h), 1 (2h), 2 (4h) and end on h, got {order}")
@@ -168,7 +195,7 @@ class FMGNet(Inpainter):
             raise ValueError(f"FMG order must move one grid at a time, got {order}")
         self.order = tuple(order)
         self.eed = eed or EEDParams()
-        self.solvers = nn.ModuleList(conv_stack(3, width, layers) for _ in range(3))
+        self.solvers = nn.ModuleList(conv_stack(3, width, layers, init) for _ in range(3))
 
     def operator(self, x: torch.Tensor, mask: torch.Tensor, level: int) -> torch.Tensor:
         """``N_l(x) = (1 - c) A_l(x) x - c x`` on grid ``l`` (grid size ``2^l``)."""
