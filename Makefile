@@ -90,7 +90,7 @@ reproduce-theory: $(STAMP) ## Theorem 2, Appendix A, FSI super step, FAS converg
 	$(REPRODUCE) theory --results $(RESULTS)
 
 bench: $(STAMP) ## training-speed benchmark into results/bench (ratios against a naive baseline, same run)
-	$(PY) scripts/bench.py --results $(RESULTS) --threads $(THREADS)
+	$(PY) -m numnet.bench --results $(RESULTS) --threads $(THREADS)
 
 reproduce-kernels: $(STAMP) ## Sec. 7.1.3: kernels learned by the ResNet into results/kernels (PROFILE)
 	$(REPRODUCE) kernels $(PROFILE_ARG) --results $(RESULTS) --threads $(THREADS)

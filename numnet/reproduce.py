@@ -6,7 +6,7 @@ its folder (``artefact``, ``hydra.sweep.dir``) and a ``reproduce`` block with it
 (``null``: the profile's), the report that turns its runs into tables and figures (``module:function``), the
 classical baselines it trains beside the networks and whether its networks are also tested on the other data
 rule's test set. Adding an artefact means adding such a file. Artefacts without a grid of runs (Fig. 2, the
-theory, the kernels, stability, Fig. 9) are run by ``scripts/reproduce_<name>.py``, which this driver also starts.
+theory, the kernels, stability, Fig. 9) are modules of :mod:`numnet.artefacts`, which this driver also starts.
 
 For an artefact with an experiment file:
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import runpy
 import shlex
 import sys
 import time
@@ -41,8 +40,8 @@ from numnet.runs import ENGINES, end_sweep, launch_sweep, start_sweep
 
 __all__ = ["experiments", "scripted", "main"]
 
-#: where the artefacts without a grid of runs have their scripts (``reproduce_<name>.py``)
-SCRIPTS_DIR = CONFIG_DIR.parent / "scripts"
+#: where the artefacts without a grid of runs have their modules (``numnet/artefacts/<name>.py``)
+ARTEFACTS_DIR = Path(__file__).resolve().parent / "artefacts"
 
 
 def experiments() -> dict[str, str]:
@@ -56,9 +55,10 @@ def experiments() -> dict[str, str]:
     return out
 
 
-def scripted() -> dict[str, Path]:
-    """Artefact name -> script for the artefacts without a grid of runs (``scripts/reproduce_<name>.py``)."""
-    return {p.stem.removeprefix("reproduce_").replace("_", "-"): p for p in sorted(SCRIPTS_DIR.glob("reproduce_*.py"))}
+def scripted() -> dict[str, str]:
+    """Artefact name -> module for the artefacts without a grid of runs (``numnet.artefacts.<name>``)."""
+    return {p.stem.replace("_", "-"): f"numnet.artefacts.{p.stem}" for p in sorted(ARTEFACTS_DIR.glob("*.py"))
+            if not p.stem.startswith("_")}
 
 
 def _report(spec: str):
@@ -72,10 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     arts, scripts = experiments(), scripted()
     if argv is None:
         argv = sys.argv[1:]
-    if argv and argv[0] not in arts and argv[0] in scripts:  # an artefact without a grid: its own script
-        sys.argv = [str(scripts[argv[0]]), *argv[1:]]
-        runpy.run_path(str(scripts[argv[0]]), run_name="__main__")
-        return 0
+    if argv and argv[0] not in arts and argv[0] in scripts:  # an artefact without a grid: its own module
+        return int(importlib.import_module(scripts[argv[0]]).main(argv[1:]) or 0)
     ap.add_argument("artefact", choices=sorted(arts), help="which artefact (configs/experiment/*.yaml; the others: "
                     f"{', '.join(a for a in sorted(scripts) if a not in arts)})")
     ap.add_argument("--profile", default="default",

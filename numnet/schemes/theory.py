@@ -1,6 +1,6 @@
 """Measurements of the paper's theory: Theorem 2, Appendix A, the FSI super step, FAS convergence.
 
-Pure functions returning numbers (and arrays for plots); ``scripts/reproduce_theory.py`` draws
+Pure functions returning numbers (and arrays for plots); ``numnet.artefacts.theory`` draws
 and tabulates them, the tests check them.
 """
 from __future__ import annotations

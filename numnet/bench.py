@@ -172,12 +172,13 @@ def lightning_overhead(signals: int, epochs: int, pairs: int = 5) -> tuple[float
     import pytorch_lightning as pl
     from omegaconf import OmegaConf
 
+    from numnet.config import CONFIG_DIR
     from numnet.data.signals import TensorBatches, make_splits
     from numnet.metrics import psnr
     from numnet.tasks.denoising import DenoisingTask, train_step
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    steps_per_batch = int(OmegaConf.load(Path(__file__).resolve().parents[1] / "configs/trainer/cpu.yaml").steps_per_batch)
+    steps_per_batch = int(OmegaConf.load(CONFIG_DIR / "trainer" / "cpu.yaml").steps_per_batch)
     data = make_splits(signals, 200, 10, seed=0)
     times: dict[str, list[float]] = {"raw": [], "lightning": []}
     warm = build_model("symresnet", depth=20, activation="perona_malik")
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         w.writeheader()
         w.writerows(rows)
     lines = ["# Training speed benchmark", "",
-             f"`make bench` (scripts/bench.py). 20 blocks, batch {BATCH}, signals of length {N}; epoch = "
+             f"`make bench` (numnet/bench.py). 20 blocks, batch {BATCH}, signals of length {N}; epoch = "
              f"forward + backward + Adam over {args.signals} signals, extrapolated from the median of {REPEATS} repeats "
              f"of at least {steps} timed steps and {MIN_TIMED_S} s each, after 3 warm-up steps; {args.threads} torch "
              "thread(s). Naive baseline: eager `F.pad` + `F.conv1d` per block "
