@@ -239,3 +239,20 @@ def test_overview_checks_a_finished_paper_protocol_sweep_and_counts_a_training_o
     (tmp_path / "fig5-paper" / ".sweep-in-progress.json").write_text("{}")
     rows = [r for r in build_report(tmp_path).splitlines() if "fig5-paper/fig5.png" in r]
     assert len(rows) == 1 and "3 networks complete" in rows[0] and "| see table |" in rows[0]
+
+
+def test_fig9_findings_ask_the_single_grid_net_to_stay_clearly_below_both():
+    import pandas as pd
+
+    from numnet.report.fig9 import findings_fig9
+
+    def rows(sg, fmg, unet):
+        return pd.DataFrame({"method": ["single_grid", "fmg", "unet", "cg"], "psnr_vs_cg": [sg, fmg, unet, float("inf")],
+                             "mean_abs_residual": [2.0, 0.5, 0.4, 0.0]})
+
+    held = {f["paper"].split(" (")[0]: f["holds"] for f in findings_fig9(rows(27.0, 33.0, 32.5))}
+    assert held == {"FMG net and U-net approximate the EED inpainting result": True,
+                    "the single-grid net does not": True, "the U-net's residual is slightly better than the FMG net's": True}
+    held = {f["paper"].split(" (")[0]: f["holds"] for f in findings_fig9(rows(27.2, 28.2, 27.3))}
+    assert held["the single-grid net does not"] is False  # below 32 dB, but not clearly below the others
+    assert held["FMG net and U-net approximate the EED inpainting result"] is False

@@ -28,6 +28,8 @@ LABELS = {"single_grid": "single-grid net", "fmg": "FMG net", "unet": "U-net", "
           "masked": "masked input", "original": "original (held out)"}
 #: PSNR against the CG result from which a network "approximates the EED result" (the target set in advance)
 APPROX_DB = 32.0
+#: by how much the single-grid net must stay below both multiscale nets to be "clearly" below them
+CLEAR_DB = 0.5
 
 
 def findings_fig9(metrics: pd.DataFrame) -> list[dict]:
@@ -45,10 +47,12 @@ def findings_fig9(metrics: pd.DataFrame) -> list[dict]:
                     "ours": f"PSNR against the CG result: FMG {m.loc['fmg', 'psnr_vs_cg']:.2f} dB, U-net "
                             f"{m.loc['unet', 'psnr_vs_cg']:.2f} dB (criterion: >= {APPROX_DB:.0f} dB)",
                     "holds": all(ok)})
-        out.append({"paper": "the single-grid net does not",
-                    "ours": f"single-grid {sg:.2f} dB against the CG result (FMG {m.loc['fmg', 'psnr_vs_cg']:.2f}, "
-                            f"U-net {m.loc['unet', 'psnr_vs_cg']:.2f})",
-                    "holds": bool(sg < APPROX_DB)})
+        below = min(m.loc["fmg", "psnr_vs_cg"], m.loc["unet", "psnr_vs_cg"]) - sg
+        out.append({"paper": "the single-grid net does not (below the criterion and clearly below both)",
+                    "ours": f"single-grid {sg:.2f} dB against the CG result, {below:.2f} dB below the lower of FMG "
+                            f"({m.loc['fmg', 'psnr_vs_cg']:.2f}) and U-net ({m.loc['unet', 'psnr_vs_cg']:.2f}) "
+                            f"(criterion: < {APPROX_DB:.0f} dB and more than {CLEAR_DB} dB below both)",
+                    "holds": bool(sg < APPROX_DB and below > CLEAR_DB)})
         out.append({"paper": "the U-net's residual is slightly better than the FMG net's",
                     "ours": f"mean absolute residual U-net {m.loc['unet', 'mean_abs_residual']:.3f}, "
                             f"FMG {m.loc['fmg', 'mean_abs_residual']:.3f}",
