@@ -48,8 +48,9 @@ class InpaintingTask(pl.LightningModule):
         mask = random_masks(clean.shape, self.density).to(clean.device)
         f = clean * mask
         r = eed_residual(self.model(f, mask), f, mask, self.eed)
-        d = r.detach().abs().mean()  # logged: the paper's loss, also during the warm-up
-        loss = (r ** 2).mean() if self.global_step < self.squared_warmup else r.abs().mean()
+        absolute = r.abs().mean()  # the paper's loss, logged also during the warm-up
+        d = absolute.detach()
+        loss = (r ** 2).mean() if self.global_step < self.squared_warmup else absolute
         self._sum = d if self._sum is None else self._sum + d
         self._n += 1
         return loss
