@@ -1,11 +1,15 @@
 """The fast paths compute the same numbers as the reference paths (values and gradients)."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 
 from numnet.data.signals import TensorBatches, make_splits
 from numnet.models import DuFortFrankelNet, FSINet, ResNet, SymResNet
+from numnet.models.denoisers import TwoStepNet
+from numnet.nn import coefficients as co
+from numnet.nn.coefficients import TwoStep
 from numnet.nn.fused import HAVE_NUMBA
 from numnet.tasks.denoising import DenoisingTask
 
@@ -292,3 +296,80 @@ def test_fused_step_overwrites_or_adds_and_follows_replaced_tensors(shared, gen)
     twin.fused_mse_step(f, y, accumulate=False)
     assert all(torch.equal(p.grad, first[n]) for n, p in net.named_parameters())  # the original is untouched
     assert any(not torch.allclose(p.grad, first[n]) for n, p in twin.named_parameters())
+
+
+class _Relaxed(TwoStepNet):
+    """An architecture that exists only here: ``u' = (1 - theta) u - theta tau K^T Phi(K u) / (1 + e^-r)
+    + theta u_prev`` with ``theta = softplus(r) / (1 + softplus(r))``; its map uses every operation of a tape."""
+
+    name = "relaxed"
+
+    @staticmethod
+    def coefficients(t, r, lip):
+        tau = (2.0 / lip) * co.sigmoid(t)
+        theta = co.softplus(r) / (1.0 + co.softplus(r))
+        return TwoStep(1.0 - theta, -(-theta * tau) * co.exp(-r) / (co.exp(-r) + co.exp(-r) * co.exp(-r)), theta,
+                       tau, theta)
+
+    def __init__(self, depth: int, **kw) -> None:
+        super().__init__(depth, **kw)
+        self.tau_raw = torch.nn.Parameter(torch.full((self.n_sets,), 0.2))
+        self.alpha_raw = torch.nn.Parameter(torch.full((self.n_sets,), -0.5))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("act", ["charbonnier", "perona_malik"])
+def test_an_architecture_is_one_class(shared, act, gen):
+    """A two-step architecture defined by its coefficient map alone (no engine knows it) gets the compiled
+    forward pass and training step, both equal to autograd through its eager blocks."""
+    torch.manual_seed(8)
+    net = _Relaxed(depth=5, activation=act, shared=shared, beta=2.0, lam=8.0).double()
+    _against_eager(copy.deepcopy(net), 31, gen, torch.float64, 1e-10)
+    fused, eager, f, target = _fused_and_eager(net, gen, torch.float64)
+    value = fused.fused_mse_step(f, target, accumulate=False)
+    eager.zero_grad()
+    mse = torch.nn.functional.mse_loss(eager(f), target)
+    reg = eager.regulariser()
+    assert (reg is None) == shared  # Eq. (27) with own weights, its tau_k from the map
+    (mse if reg is None else mse + reg).backward()
+    assert value == pytest.approx(float(mse.detach()), rel=1e-12)
+    for (name, p), q in zip(fused.named_parameters(), eager.parameters()):
+        assert float((p.grad - q.grad).abs().max()) <= 1e-9 * float(q.grad.abs().max()), name
+
+
+@pytest.mark.parametrize("cls", [SymResNet, DuFortFrankelNet, FSINet, _Relaxed],
+                         ids=["symresnet", "dufort_frankel", "fsi", "relaxed"])
+def test_coefficient_tape_equals_the_map_on_tensors(cls, gen):
+    """The recorded tape, evaluated and differentiated by the compiled kernels, gives the map's values on
+    tensors and autograd's gradients, across softplus' linear branch (raw values above 20) too."""
+    from numnet.nn.fused import _tape_backward, _tape_forward
+
+    depth = 7
+    t = torch.cat([torch.randn(depth - 2, generator=gen, dtype=torch.float64) * 3, torch.tensor([21.0, 25.0])])
+    r = torch.cat([torch.tensor([22.0, -3.0]), torch.randn(depth - 2, generator=gen, dtype=torch.float64) * 3])
+    t.requires_grad_(True)
+    r.requires_grad_(True)
+    tape = co.record(cls.coefficients, 1.0)
+    ref = co.evaluate(cls.coefficients, t, r, 1.0)
+    idx = torch.arange(depth).numpy()
+    reg = np.zeros((depth, len(tape.op)))
+    _tape_forward(tape.op, tape.args, tape.val, t.detach().numpy(), r.detach().numpy(), idx, idx, reg)
+    for field, k in zip(("a", "b", "c", "tau"), tape.out):
+        assert np.allclose(reg[:, k], getattr(ref, field).detach().numpy(), rtol=1e-13, atol=1e-15), field
+    seeds = [torch.randn(depth, generator=gen, dtype=torch.float64) for _ in range(3)]
+    torch.autograd.backward([v for v in ref[:3] if v.requires_grad], [s for v, s in zip(ref[:3], seeds) if v.requires_grad])
+    adj = np.zeros_like(reg)
+    for s, k in zip(seeds, tape.out[:3]):
+        adj[:, k] += s.numpy()
+    g_t, g_r = np.zeros(depth), np.zeros(depth)
+    _tape_backward(tape.op, tape.args, reg, adj, idx, idx, g_t, g_r)
+    assert np.allclose(g_t, t.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert np.allclose(g_r, np.zeros(depth) if r.grad is None else r.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert tape.uses_r == (r.grad is not None)
+
+
+def test_a_coefficient_map_refuses_what_a_tape_cannot_hold():
+    with pytest.raises(TypeError, match="TwoStep"):
+        co.record(lambda t, r, lip: (t, t, t, t), 1.0)
+    with pytest.raises(TypeError, match="symbols and numbers"):
+        co.record(lambda t, r, lip: TwoStep(t * torch.ones(1), t, t, t), 1.0)

@@ -110,3 +110,11 @@ def test_unknown_model_lists_choices():
 def test_wrong_input_shape_rejected():
     with pytest.raises(ValueError, match=r"\(N, 1, n\)"):
         build_model("symresnet", depth=2)(torch.zeros(2, 3, 16))
+
+
+def test_every_model_has_its_config_and_every_config_its_model():
+    """The registry finds each class of numnet.models by its name; a new architecture is its class and its yaml."""
+    from numnet.config import choices, compose_config
+
+    assert {compose_config(f"model={c}").model.name for c in choices("model")} == set(MODELS)
+    assert set(MODELS) >= {"resnet", "symresnet", "dufort_frankel", "fsi", "implicit"}

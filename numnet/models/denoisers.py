@@ -24,14 +24,15 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from numnet.nn import coefficients as co
 from numnet.nn.activations import Flux, build_flux
-from numnet.nn.blocks import diffusion_step, dufort_frankel_step, dufort_frankel_weights, fsi_step, resnet_step
+from numnet.nn.blocks import dufort_frankel_weights, resnet_step, two_step_block
+from numnet.nn.coefficients import TwoStep
 from numnet.nn.stencil import check_normalisation, normalise, spectral_norm
 
-__all__ = ["Denoiser1D", "ResNet", "SymResNet", "DuFortFrankelNet", "FSINet"]
+__all__ = ["Denoiser1D", "TwoStepNet", "ResNet", "SymResNet", "DuFortFrankelNet", "FSINet"]
 
 
 def _inv_sigmoid(p: float) -> float:
@@ -134,13 +135,10 @@ class Denoiser1D(nn.Module):
             states.append(u)
         return states
 
-    #: use the fused CPU kernel (numnet.nn.fused) where the architecture provides coefficients
+    #: use the compiled CPU paths where the architecture has them (``model.fused``; the same numbers as eager)
     fused: bool = False
-
-    def fused_coefficients(self):
-        """``(a, b, c)``, each ``(D,)``, of ``u^{k+1} = a u^k - b K^T Phi(K u^k) + c u^{k-1}`` per block, or
-        ``None`` where the architecture has no such form (the kernels are ``self.w``, normalised inside)."""
-        return None
+    #: whether the blocks are of the two-step form with a coefficient map (:class:`TwoStepNet`)
+    two_step: bool = False
 
     def _block_sets(self) -> np.ndarray:
         """The weight set of every block, :meth:`idx` as an array for the fused kernels."""
@@ -158,44 +156,15 @@ class Denoiser1D(nn.Module):
         return self.fused and HAVE_NUMBA and self.channels == 1 and f.device.type == "cpu" and f.shape[-1] >= 3
 
     def uses_fused(self, f: torch.Tensor) -> bool:
-        """Whether the forward pass runs in the fused two-step kernel (architectures with coefficients)."""
-        return self._fused_applies(f) and type(self).fused_coefficients is not Denoiser1D.fused_coefficients
+        """Whether the forward pass runs in the fused two-step kernel (two-step architectures)."""
+        return self.two_step and self._fused_applies(f)
 
     def uses_matmul(self, f: torch.Tensor) -> bool:
         """Whether the forward pass of a multi-channel network runs as matrix products
-        (:mod:`numnet.nn.multichannel`): ``fused`` set, ``C > 1``, an architecture with coefficients, a CPU signal."""
+        (:mod:`numnet.nn.multichannel`): ``fused`` set, ``C > 1``, a two-step architecture, a CPU signal."""
         from numnet.nn.multichannel import can_use_matmul
 
-        return (self.fused and self.channels > 1 and can_use_matmul(f)
-                and type(self).fused_coefficients is not Denoiser1D.fused_coefficients)
-
-    def _block_lams(self, dtype: torch.dtype) -> torch.Tensor:
-        """The contrast parameter of every block (ones for fluxes without one)."""
-        if self.fluxes[0].has_contrast:
-            return self._per_block(torch.stack([fl.lam for fl in self.fluxes]))
-        return torch.ones(self.depth, dtype=dtype)
-
-    def _fused_forward(self, f: torch.Tensor) -> torch.Tensor:
-        from numnet.nn.fused import fused_two_step
-
-        a, b, c = self.fused_coefficients()
-        return fused_two_step(f, self.w, self._block_sets(), a, b, c, self._block_lams(f.dtype), self.activation,
-                              self.normalisation)
-
-    def _matmul_forward(self, f: torch.Tensor) -> torch.Tensor:
-        from numnet.nn.multichannel import two_step_matmul
-
-        a, b, c = self.fused_coefficients()
-        u = two_step_matmul(self._lift(f), self.normalised(self.w), self._block_sets(), a, b, c,
-                            self._block_lams(f.dtype), self.activation)
-        return u.mean(dim=1, keepdim=True)
-
-    #: key of the architecture's coefficient map in :data:`numnet.nn.fused.ARCH_CODES` (fused training step)
-    fused_arch: str | None = None
-
-    def _alpha_index(self, idx: np.ndarray) -> np.ndarray:
-        """Index of the extrapolation parameter that each block uses (one per weight set by default)."""
-        return idx
+        return self.fused and self.two_step and self.channels > 1 and can_use_matmul(f)
 
     def fused_mse_step(self, f: torch.Tensor, target: torch.Tensor, accumulate: bool = True) -> float | None:
         """Mean squared error of the network on ``f`` against ``target``, with the gradient of the MSE plus
@@ -205,7 +174,7 @@ class Denoiser1D(nn.Module):
         ``(F.mse_loss(self(f), target) + self.regulariser()).backward()`` up to rounding, without the
         autograd graph. Returns the loss value, or ``None`` where the fused step does not apply (the caller then
         takes the autograd path)."""
-        if self.fused_arch is None or not self._fused_applies(f) or target.shape != f.shape:
+        if not self._fused_applies(f) or target.shape != f.shape:
             return None
         step = self.__dict__.get("_fused_step")
         if step is None or not step.valid():
@@ -216,16 +185,8 @@ class Denoiser1D(nn.Module):
         return step(f, target, accumulate)
 
     def _build_fused_step(self):
-        from numnet.nn.fused import FusedStep
-
-        idx = self._block_sets()
-        alpha = getattr(self, "alpha_raw", None)
-        lams = [fl.log_lam for fl in self.fluxes] if self.fluxes[0].has_contrast else None
-        covered = {id(p) for p in [self.w, self.tau_raw, alpha, *(lams or [])] if p is not None and p.requires_grad}
-        if covered != {id(p) for p in self.parameters() if p.requires_grad}:
-            return None  # a parameter the fused step does not know: autograd
-        return FusedStep(self.w, self.tau_raw, alpha, lams, idx, self._alpha_index(idx), self.activation,
-                         self.fused_arch, self.lipschitz, self.normalisation, self.regulariser_weight())
+        """The architecture's compiled training step, or ``None`` where it has none."""
+        return None
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -314,7 +275,6 @@ class ResNet(Denoiser1D):
 
     name = "resnet"
     normalises = False
-    fused_arch = "resnet"
 
     def __init__(self, depth: int, fused: bool = True, **kw) -> None:
         super().__init__(depth, **kw)
@@ -359,41 +319,126 @@ class ResNet(Denoiser1D):
         return resnet_step(u, p["w1"], p["b1"], p["w2"], p["b2"], p["act"])
 
 
-class SymResNet(Denoiser1D):
-    """Symmetric ResNet of diffusion blocks, Eq. (11), Theorem 1; ``tau <= 2/L`` (Eq. 14).
+class TwoStepNet(Denoiser1D):
+    r"""Networks whose blocks are the two-step form of Eq. (11), (20) and (21),
+    :math:`u^{k+1} = a_k u^k - b_k K_k^\top \Phi(K_k u^k) + c_k u^{k-1}` (:math:`u^{-1} := u^0`), with
+    normalised kernels ``w``, time-step parameters ``tau_raw`` (one per weight set) and, where the
+    architecture has them, extrapolation parameters ``alpha_raw`` (per set, or per block with
+    :attr:`alpha_per_block`).
 
-    With one channel on the CPU, ``fused=True`` runs all blocks in one compiled kernel with
-    hand-derived gradients (:mod:`numnet.nn.fused`); the numbers equal the eager path's.
-    """
+    A subclass states in :meth:`coefficients`, once, how a block's raw parameters become its coefficients
+    (:mod:`numnet.nn.coefficients`); the eager blocks, the matrix path for ``C > 1``, the compiled
+    one-channel kernel and its training step all read that map. With one channel on the CPU,
+    ``fused=True`` runs all blocks in one compiled kernel with hand-derived gradients
+    (:mod:`numnet.nn.fused`); the numbers equal the eager path's."""
 
-    name = "symresnet"
-    fused_arch = "symresnet"
+    two_step = True
+    #: one extrapolation parameter per block (FSI's cycle weights) instead of one per weight set
+    alpha_per_block = False
 
-    def __init__(self, depth: int, tau_init: float = 1.0, fused: bool = True, **kw) -> None:
+    @staticmethod
+    def coefficients(t, r, lip: float) -> TwoStep:
+        """The block's :class:`TwoStep` from its raw time-step parameter ``t`` and extrapolation parameter ``r``
+        (``None`` where the network has none), for a flux of Lipschitz constant ``lip``; written with
+        arithmetic and :mod:`numnet.nn.coefficients`' functions, so that it runs on tensors and on symbols."""
+        raise NotImplementedError
+
+    def __init__(self, depth: int, fused: bool = True, **kw) -> None:
         super().__init__(depth, **kw)
         self.fused = bool(fused)
         self.w = self._kernels()
-        bound = 2.0 / self.lipschitz
-        if not 0 < tau_init < bound:
-            raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound:g}) (Eq. 14), got {tau_init}")
-        self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_sigmoid(tau_init / bound)))
+
+    def _alpha_index(self) -> np.ndarray:
+        """The extrapolation parameter of every block."""
+        return np.arange(self.depth, dtype=np.int64) if self.alpha_per_block else self._block_sets()
+
+    def block_coefficients(self) -> TwoStep:
+        """The coefficient map on every block's raw parameters: each field a tensor shaped ``(D,)``."""
+        alpha = getattr(self, "alpha_raw", None)
+        r = None if alpha is None else alpha[torch.from_numpy(self._alpha_index())]
+        return co.evaluate(type(self).coefficients, self._per_block(self.tau_raw), r, self.lipschitz)
+
+    def _block_of_set(self, i: int) -> int:
+        return 0 if self.shared else i
 
     def tau(self, i: int = 0) -> torch.Tensor:
-        return (2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw[i])
+        """Time step of weight set ``i``."""
+        return self.block_coefficients().tau[self._block_of_set(i)]
 
     def kernel(self, i: int = 0) -> torch.Tensor:
         """Kernels of weight set ``i`` as the blocks apply them (``||K||_2 <= 1`` under the provable rule)."""
         return self.normalised(self.w[i])
 
     def weights(self, i, k=None):
-        return {"w": self.normalised(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
+        return {"w": self.normalised(self.w[i]) if k is None else k, "flux": self.fluxes[i]}
+
+    def _all_weights(self) -> list[dict]:
+        kn = self.normalised(self.w)  # all sets in one call (one batched bound)
+        coef = self.block_coefficients()
+        return [dict(self.weights(i, kn[i]), coef=coef) for i in range(self.n_sets)]
 
     def step(self, k, u, u_prev, p):
-        return diffusion_step(u, p["w"], p["tau"], p["flux"])
+        c = p["coef"]
+        return two_step_block(u, u_prev, p["w"], c.a[k], c.b[k], c.c[k], p["flux"])
 
-    def fused_coefficients(self):
-        taus = self._per_block((2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw))
-        return torch.ones_like(taus), taus, torch.zeros_like(taus)
+    def fused_coefficients(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(a, b, c)``, each ``(D,)``, of every block."""
+        return self.block_coefficients()[:3]
+
+    def regulariser_steps(self) -> torch.Tensor:
+        return self.block_coefficients().tau.detach()
+
+    def _block_lams(self, dtype: torch.dtype) -> torch.Tensor:
+        """The contrast parameter of every block (ones for fluxes without one)."""
+        if self.fluxes[0].has_contrast:
+            return self._per_block(torch.stack([fl.lam for fl in self.fluxes]))
+        return torch.ones(self.depth, dtype=dtype)
+
+    def _fused_forward(self, f: torch.Tensor) -> torch.Tensor:
+        from numnet.nn.fused import fused_two_step
+
+        a, b, c = self.fused_coefficients()
+        return fused_two_step(f, self.w, self._block_sets(), a, b, c, self._block_lams(f.dtype), self.activation,
+                              self.normalisation)
+
+    def _matmul_forward(self, f: torch.Tensor) -> torch.Tensor:
+        from numnet.nn.multichannel import two_step_matmul
+
+        a, b, c = self.fused_coefficients()
+        u = two_step_matmul(self._lift(f), self.normalised(self.w), self._block_sets(), a, b, c,
+                            self._block_lams(f.dtype), self.activation)
+        return u.mean(dim=1, keepdim=True)
+
+    def _build_fused_step(self):
+        from numnet.nn.fused import FusedStep
+
+        alpha = getattr(self, "alpha_raw", None)
+        lams = [fl.log_lam for fl in self.fluxes] if self.fluxes[0].has_contrast else None
+        covered = {id(p) for p in [self.w, self.tau_raw, alpha, *(lams or [])] if p is not None and p.requires_grad}
+        if covered != {id(p) for p in self.parameters() if p.requires_grad}:
+            return None  # a parameter the fused step does not know: autograd
+        tape = co.record(type(self).coefficients, self.lipschitz)
+        return FusedStep(self.w, self.tau_raw, alpha, lams, self._block_sets(), self._alpha_index(), self.activation,
+                         tape, self.normalisation, self.regulariser_weight())
+
+
+class SymResNet(TwoStepNet):
+    """Symmetric ResNet of diffusion blocks, Eq. (11), Theorem 1; ``tau = (2/L) sigmoid(t) <= 2/L``
+    (Eq. 14 with ``||K||_2 <= 1``)."""
+
+    name = "symresnet"
+
+    @staticmethod
+    def coefficients(t, r, lip):
+        tau = (2.0 / lip) * co.sigmoid(t)
+        return TwoStep(1.0, tau, 0.0, tau)
+
+    def __init__(self, depth: int, tau_init: float = 1.0, **kw) -> None:
+        super().__init__(depth, **kw)
+        bound = 2.0 / self.lipschitz
+        if not 0 < tau_init < bound:
+            raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound:g}) (Eq. 14), got {tau_init}")
+        self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_sigmoid(tau_init / bound)))
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
@@ -407,17 +452,21 @@ class SymResNet(Denoiser1D):
         return [float(self.tau(i)) * self.lipschitz * k**2 / 2.0 for i, k in enumerate(norms)]
 
 
-class DuFortFrankelNet(Denoiser1D):
-    """Du Fort--Frankel network, Eq. (20); ``alpha >= L/4`` (Eq. 56); ``u^{-1} := u^0``."""
+class DuFortFrankelNet(TwoStepNet):
+    """Du Fort--Frankel network, Eq. (20); ``tau = softplus(t) > 0``, ``alpha = L/4 + softplus(r)``
+    (Eq. 56); ``u^{-1} := u^0``."""
 
     name = "dufort_frankel"
-    fused_arch = "dufort_frankel"
 
-    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, fused: bool = True,
-                 **kw) -> None:
+    @staticmethod
+    def coefficients(t, r, lip):
+        tau = co.softplus(t)
+        alpha = lip / 4.0 + co.softplus(r)
+        c_now, c_prev = dufort_frankel_weights(tau, alpha)  # Eq. (20): c_now (u - K^T Phi(K u) / (2 alpha))
+        return TwoStep(c_now, c_now * 0.5 / alpha, c_prev, tau, alpha)
+
+    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, **kw) -> None:
         super().__init__(depth, **kw)
-        self.fused = bool(fused)
-        self.w = self._kernels()
         if not tau_init > 0:
             raise ValueError(f"model.tau_init must be > 0, got {tau_init}")
         low = self.lipschitz / 4.0
@@ -426,27 +475,9 @@ class DuFortFrankelNet(Denoiser1D):
         self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_softplus(tau_init)))
         self.alpha_raw = nn.Parameter(torch.full((self.n_sets,), _inv_softplus(alpha_init - low)))
 
-    def tau(self, i: int = 0) -> torch.Tensor:
-        return F.softplus(self.tau_raw[i])
-
     def alpha(self, i: int = 0) -> torch.Tensor:
-        return self.lipschitz / 4.0 + F.softplus(self.alpha_raw[i])
-
-    def kernel(self, i: int = 0) -> torch.Tensor:
-        """Kernels of weight set ``i`` as the blocks apply them (``||K||_2 <= 1`` under the provable rule)."""
-        return self.normalised(self.w[i])
-
-    def weights(self, i, k=None):
-        return {"w": self.normalised(self.w[i]) if k is None else k, "tau": self.tau(i), "alpha": self.alpha(i), "flux": self.fluxes[i]}
-
-    def step(self, k, u, u_prev, p):
-        return dufort_frankel_step(u, u_prev, p["w"], p["tau"], p["alpha"], p["flux"])
-
-    def fused_coefficients(self):
-        tau = self._per_block(F.softplus(self.tau_raw))
-        alpha = self._per_block(self.lipschitz / 4.0 + F.softplus(self.alpha_raw))
-        c_now, c_prev = dufort_frankel_weights(tau, alpha)
-        return c_now, c_now * 0.5 / alpha, c_prev
+        """Extrapolation weight of weight set ``i``."""
+        return self.block_coefficients().alpha[self._block_of_set(i)]
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:
@@ -465,20 +496,21 @@ class DuFortFrankelNet(Denoiser1D):
         return [self.lipschitz * k**2 / (4.0 * float(self.alpha(i))) for i, k in enumerate(norms)]
 
 
-class FSINet(Denoiser1D):
-    """FSI network, Eq. (21): one cycle over all blocks, a trainable ``alpha_l in [0, 2]`` per block."""
+class FSINet(TwoStepNet):
+    """FSI network, Eq. (21): one cycle over all blocks, ``tau = (2/L) sigmoid(t)`` as Eq. (14) and a
+    trainable ``alpha_l = 2 sigmoid(r_l)`` in ``[0, 2]`` per block (Sec. 7.1.1)."""
 
     name = "fsi"
-    fused_arch = "fsi"
+    alpha_per_block = True
 
-    def _alpha_index(self, idx):
-        return np.arange(self.depth, dtype=np.int64)  # one extrapolation weight per block
+    @staticmethod
+    def coefficients(t, r, lip):
+        tau = (2.0 / lip) * co.sigmoid(t)
+        alpha = 2.0 * co.sigmoid(r)
+        return TwoStep(alpha, alpha * tau, 1.0 - alpha, tau, alpha)
 
-    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, fused: bool = True,
-                 **kw) -> None:
+    def __init__(self, depth: int, tau_init: float = 1.0, alpha_init: float = 1.0, **kw) -> None:
         super().__init__(depth, **kw)
-        self.fused = bool(fused)
-        self.w = self._kernels()
         bound = 2.0 / self.lipschitz
         if not 0 < tau_init < bound:
             raise ValueError(f"model.tau_init must lie in (0, 2/L) = (0, {bound:g}) (Eq. 14), got {tau_init}")
@@ -487,26 +519,9 @@ class FSINet(Denoiser1D):
         self.tau_raw = nn.Parameter(torch.full((self.n_sets,), _inv_sigmoid(tau_init / bound)))
         self.alpha_raw = nn.Parameter(torch.full((self.depth,), _inv_sigmoid(alpha_init / 2.0)))
 
-    def tau(self, i: int = 0) -> torch.Tensor:
-        return (2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw[i])
-
     def alpha(self, k: int) -> torch.Tensor:
-        return 2.0 * torch.sigmoid(self.alpha_raw[k])
-
-    def kernel(self, i: int = 0) -> torch.Tensor:
-        """Kernels of weight set ``i`` as the blocks apply them (``||K||_2 <= 1`` under the provable rule)."""
-        return self.normalised(self.w[i])
-
-    def weights(self, i, k=None):
-        return {"w": self.normalised(self.w[i]) if k is None else k, "tau": self.tau(i), "flux": self.fluxes[i]}
-
-    def step(self, k, u, u_prev, p):
-        return fsi_step(u, u_prev, p["w"], p["tau"], self.alpha(k), p["flux"])
-
-    def fused_coefficients(self):
-        tau = self._per_block((2.0 / self.lipschitz) * torch.sigmoid(self.tau_raw))
-        alpha = 2.0 * torch.sigmoid(self.alpha_raw)  # one per block
-        return alpha, alpha * tau, 1.0 - alpha
+        """Extrapolation weight of block ``k``."""
+        return self.block_coefficients().alpha[k]
 
     @torch.no_grad()
     def stability(self) -> dict[str, float]:

@@ -1,14 +1,32 @@
-"""Model registry: one entry per architecture; ``build_model`` raises with the list of choices."""
+"""Model registry: every denoiser class of :mod:`numnet.models` that names itself (a class attribute ``name``,
+the ``model.name`` of its yaml), found by importing the package's modules; ``build_model`` raises with the list
+of choices. A new architecture is its class (in any module of the package) and its ``configs/model/*.yaml``."""
 from __future__ import annotations
 
-from numnet.models.denoisers import Denoiser1D, DuFortFrankelNet, FSINet, ResNet, SymResNet
-from numnet.models.implicit import ImplicitNet
+import importlib
+import inspect
+import pkgutil
+
+import numnet.models as _package
+from numnet.models.denoisers import Denoiser1D
 
 __all__ = ["MODELS", "build_model", "recorded_kwargs"]
 
-MODELS: dict[str, type[Denoiser1D]] = {
-    cls.name: cls for cls in (ResNet, SymResNet, DuFortFrankelNet, FSINet, ImplicitNet)
-}
+
+def _discover() -> dict[str, type[Denoiser1D]]:
+    found: dict[str, type[Denoiser1D]] = {}
+    for info in sorted(pkgutil.iter_modules(_package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{_package.__name__}.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            named = "name" in vars(cls) and cls is not Denoiser1D  # the base's "denoiser" is no model
+            if named and issubclass(cls, Denoiser1D) and cls.__module__ == module.__name__:
+                if cls.name in found and found[cls.name] is not cls:
+                    raise RuntimeError(f"two denoisers are named {cls.name!r}: {found[cls.name]} and {cls}")
+                found[cls.name] = cls
+    return found
+
+
+MODELS: dict[str, type[Denoiser1D]] = _discover()
 
 
 def recorded_kwargs(name: str | None, kwargs: dict) -> dict:

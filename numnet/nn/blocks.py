@@ -21,6 +21,7 @@ __all__ = [
     "fsi_step",
     "dufort_frankel_weights",
     "implicit_step",
+    "two_step_block",
 ]
 
 
@@ -76,6 +77,23 @@ def fsi_step(
     r"""One fast semi-iterative step, Eq. (21):
     :math:`\alpha_\ell\,(u - \tau K^\top\Phi(K u)) + (1-\alpha_\ell)\,u^{\mathrm{prev}}`."""
     return alpha * diffusion_step(u, w, tau, flux) + (1.0 - alpha) * u_prev
+
+
+def two_step_block(
+    u: torch.Tensor,
+    u_prev: torch.Tensor,
+    w: torch.Tensor,
+    a: torch.Tensor | float,
+    b: torch.Tensor | float,
+    c: torch.Tensor | float,
+    flux: Act,
+) -> torch.Tensor:
+    r"""The common form of Eq. (11), (20) and (21):
+    :math:`a\,u - b\,K^\top\Phi(K u) + c\,u^{\mathrm{prev}}`. Eq. (11) is :math:`(1, \tau, 0)`, Eq. (21)
+    :math:`(\alpha_\ell, \alpha_\ell\tau, 1 - \alpha_\ell)` and Eq. (20) the weights of
+    :func:`dufort_frankel_weights` with :math:`b = a / (2\alpha)`; the networks' coefficient maps
+    (:mod:`numnet.nn.coefficients`) say which."""
+    return a * u - b * apply_kt(flux(apply_k(u, w)), w) + c * u_prev
 
 
 def implicit_step(u: torch.Tensor, w: torch.Tensor, tau: torch.Tensor | float, flux: Act, iterations: int) -> torch.Tensor:

@@ -36,10 +36,11 @@ values and gradients with the eager reference path.
 Two entry points: :func:`fused_two_step`, an autograd ``Function`` of the coefficients (any
 caller), and :class:`FusedStep`, a whole training step's loss and parameter gradients without
 a graph: each signal goes forward through all blocks, into the MSE, and straight back while its
-``D + 1`` states sit in the cache, and the coefficient maps of the architectures (``tau``, ``alpha``
-and ``lambda`` from their unconstrained parameters, Eq. 14, 20, 21, 56) are chained by hand. Per
-step this saves the autograd graph of the coefficient maps and a dozen small torch operations,
-which cost as much as the kernels themselves on a two-core machine.
+``D + 1`` states sit in the cache. The architecture enters as data: its coefficient map (``tau``,
+``alpha`` from the unconstrained parameters, Eq. 14, 20, 21, 56), recorded once as a tape
+(:mod:`numnet.nn.coefficients`), is evaluated per block and differentiated in reverse mode here,
+so that no torch operation runs per step (a dozen small ones cost as much as the kernels
+themselves on a two-core machine) and no engine knows the architectures.
 """
 from __future__ import annotations
 
@@ -55,12 +56,10 @@ try:
 except ImportError:  # pragma: no cover - numba is a declared dependency
     HAVE_NUMBA = False
 
-__all__ = ["HAVE_NUMBA", "FLUX_CODES", "ARCH_CODES", "StepViews", "FusedStep", "fused_flux", "fused_two_step"]
+__all__ = ["HAVE_NUMBA", "FLUX_CODES", "StepViews", "FusedStep", "fused_flux", "fused_two_step"]
 
 #: flux name -> code of the kernel specialisation
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
-#: architecture -> code of the coefficient map inside :class:`FusedStep`
-ARCH_CODES = {"symresnet": 0, "dufort_frankel": 1, "fsi": 2}
 #: normalisation rule (:data:`numnet.nn.stencil.NORMALISATIONS`) -> code of the kernel specialisation
 NORM_CODES = {"paper": 0, "provable": 1, "tight": 1}  # one channel: both guaranteed rules take the Schur bound
 
@@ -336,57 +335,70 @@ if HAVE_NUMBA:
         return 1.0 / (1.0 + math.exp(-x))
 
     @_jit
-    def _softplus(x):
-        """``log(1 + e^x)`` as ``torch.nn.functional.softplus`` computes it (linear above 20)."""
-        return x if x > 20.0 else math.log1p(math.exp(x))
+    def _tape_forward(op, args, val, t_raw, a_raw, idx, aidx, reg):
+        """The registers ``reg[d]`` (D, R) of a coefficient tape (:class:`numnet.nn.coefficients.Tape`, opcodes
+        :data:`numnet.nn.coefficients.OPS`) for every block ``d``, whose raw parameters are ``t = t_raw[idx[d]]``
+        and ``r = a_raw[aidx[d]]``; ``softplus`` as torch computes it (linear above 20)."""
+        for d in range(reg.shape[0]):
+            for k in range(op.shape[0]):
+                o = op[k]
+                i, j = max(args[k, 0], 0), max(args[k, 1], 0)
+                x, y = reg[d, i], reg[d, j]
+                if o == 0:
+                    v = val[k]
+                elif o == 1:
+                    v = float(t_raw[idx[d]])
+                elif o == 2:
+                    v = float(a_raw[aidx[d]])
+                elif o == 3:
+                    v = x + y
+                elif o == 4:
+                    v = x - y
+                elif o == 5:
+                    v = x * y
+                elif o == 6:
+                    v = x / y
+                elif o == 7:
+                    v = _sigmoid(x)
+                elif o == 8:
+                    v = x if x > 20.0 else math.log1p(math.exp(x))
+                else:
+                    v = math.exp(x)
+                reg[d, k] = v
 
     @_jit
-    def _coefficients(arch, lip, idx, aidx, t_raw, a_raw, log_lam, has_lam):
-        """Block coefficients ``(a, b, c, lambda, tau)`` (D, 5) from the raw parameters, and their derivatives
-        ``(da, db, dc)/dt_raw`` and ``(da, db, dc)/da_raw`` (D, 6); block ``d`` uses ``t_raw[idx[d]]``,
-        ``a_raw[aidx[d]]`` and ``log_lam[idx[d]]``. ``arch``: 0 symmetric ResNet, ``tau = (2/L) sigmoid(t)``
-        (Eq. 14); 1 Du Fort--Frankel, ``tau = softplus(t)``, ``alpha = L/4 + softplus(r)`` (Eq. 20, 56);
-        2 FSI, ``tau = (2/L) sigmoid(t)``, ``alpha = 2 sigmoid(r)`` (Eq. 21)."""
-        depth = idx.shape[0]
-        coef = np.zeros((depth, 5))
-        jac = np.zeros((depth, 6))
-        for d in range(depth):
-            t = float(t_raw[idx[d]])
-            coef[d, 3] = math.exp(float(log_lam[idx[d]])) if has_lam else 1.0
-            if arch == 0:
-                st = _sigmoid(t)
-                tau = 2.0 / lip * st
-                coef[d, 0], coef[d, 1], coef[d, 2], coef[d, 4] = 1.0, tau, 0.0, tau
-                jac[d, 1] = tau * (1.0 - st)
-            elif arch == 1:
-                r = float(a_raw[aidx[d]])
-                tau = _softplus(t)
-                alpha = lip / 4.0 + _softplus(r)
-                p = tau * alpha
-                den = 1.0 + 2.0 * p
-                coef[d, 0], coef[d, 1], coef[d, 2] = 4.0 * p / den, 2.0 * tau / den, (1.0 - 2.0 * p) / den
-                coef[d, 4] = tau
-                dtau, dalpha = _sigmoid(t), _sigmoid(r)
-                inv2 = 1.0 / (den * den)
-                # d/dp of 4p/den and (1-2p)/den: +-4/den^2; b = 2 tau/den: db/dtau = 2/den^2, db/dalpha = -4 tau^2/den^2
-                jac[d, 0] = 4.0 * inv2 * alpha * dtau
-                jac[d, 1] = 2.0 * inv2 * dtau
-                jac[d, 2] = -4.0 * inv2 * alpha * dtau
-                jac[d, 3] = 4.0 * inv2 * tau * dalpha
-                jac[d, 4] = -4.0 * tau * tau * inv2 * dalpha
-                jac[d, 5] = -4.0 * inv2 * tau * dalpha
-            else:
-                st = _sigmoid(t)
-                tau = 2.0 / lip * st
-                sa = _sigmoid(float(a_raw[aidx[d]]))
-                alpha = 2.0 * sa
-                coef[d, 0], coef[d, 1], coef[d, 2], coef[d, 4] = alpha, alpha * tau, 1.0 - alpha, tau
-                dal = alpha * (1.0 - sa)
-                jac[d, 1] = alpha * tau * (1.0 - st)
-                jac[d, 3] = dal
-                jac[d, 4] = dal * tau
-                jac[d, 5] = -dal
-        return coef, jac
+    def _tape_backward(op, args, reg, adj, idx, aidx, g_t, g_a):
+        """Reverse mode through the tape of :func:`_tape_forward`: ``adj`` (D, R) holds the gradients w.r.t. the
+        output registers on entry; the raw parameters' gradients are added to ``g_t[idx[d]]`` and ``g_a[aidx[d]]``."""
+        for d in range(reg.shape[0]):
+            for k in range(op.shape[0] - 1, -1, -1):
+                g = adj[d, k]
+                if g == 0.0:
+                    continue
+                o = op[k]
+                i, j = max(args[k, 0], 0), max(args[k, 1], 0)
+                if o == 1:
+                    g_t[idx[d]] += g
+                elif o == 2:
+                    g_a[aidx[d]] += g
+                elif o == 3:
+                    adj[d, i] += g
+                    adj[d, j] += g
+                elif o == 4:
+                    adj[d, i] += g
+                    adj[d, j] -= g
+                elif o == 5:
+                    adj[d, i] += g * reg[d, j]
+                    adj[d, j] += g * reg[d, i]
+                elif o == 6:
+                    adj[d, i] += g / reg[d, j]
+                    adj[d, j] -= g * reg[d, k] / reg[d, j]
+                elif o == 7:
+                    adj[d, i] += g * reg[d, k] * (1.0 - reg[d, k])
+                elif o == 8:
+                    adj[d, i] += g if reg[d, i] > 20.0 else g * _sigmoid(reg[d, i])
+                elif o == 9:
+                    adj[d, i] += g * reg[d, k]
 
     @_jit
     def _residual(out, y, g, two):
@@ -400,22 +412,31 @@ if HAVE_NUMBA:
         return part
 
     @_jit
-    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, arch, lip, code, rule, beta, g_w, g_t, g_a,
-                   g_l, accumulate):
+    def _mse_grads(x, y, w, idx, aidx, t_raw, a_raw, log_lam, has_lam, op, args, val, out, code, rule, beta, g_w,
+                   g_t, g_a, g_l, accumulate):
         """One training step's loss and gradients without a graph: ``sum (net(x) - y)^2`` and the gradients
         of the mean ``sum / x.size`` w.r.t. the raw kernels ``w`` (S, 3), ``t_raw``, ``a_raw`` and ``log_lam``,
         added to ``g_w``, ``g_t``, ``g_a`` and ``g_l`` (written over them unless ``accumulate``); returns the
-        mean. With ``beta > 0`` (own weights per block, ``S = D``) the gradient of Eq. (27)'s regulariser
+        mean. The blocks' coefficients come from the architecture's tape (``op``, ``args``, ``val``, output
+        registers ``out`` of ``a, b, c, tau``), evaluated per block and differentiated in reverse mode. With
+        ``beta > 0`` (own weights per block, ``S = D``) the gradient of Eq. (27)'s regulariser
         ``beta sum_k ||theta_k - theta_{k-1}||^2 / tau_k`` (normalised kernels and log lambda; ``tau``
         held fixed) is added too. Each signal runs forward through all blocks and straight back while its
-        states sit in the cache; the coefficient maps of :func:`_coefficients` are chained by hand."""
+        states sit in the cache."""
         rows, n = x.shape
         depth = idx.shape[0]
         dt = x.dtype
         one = dt.type(1.0)
-        coef, jac = _coefficients(arch, lip, idx, aidx, t_raw, a_raw, log_lam, has_lam)
-        ca, cb, cc, lam = (coef[:, 0].astype(dt), coef[:, 1].astype(dt), coef[:, 2].astype(dt),
-                           coef[:, 3].astype(dt))
+        reg = np.zeros((depth, op.shape[0]))
+        _tape_forward(op, args, val, t_raw, a_raw, idx, aidx, reg)
+        ca, cb, cc, lam = (np.empty(depth, dtype=dt), np.empty(depth, dtype=dt), np.empty(depth, dtype=dt),
+                           np.empty(depth, dtype=dt))
+        lam64 = np.ones(depth)
+        for d in range(depth):
+            ca[d], cb[d], cc[d] = reg[d, out[0]], reg[d, out[1]], reg[d, out[2]]
+            if has_lam:
+                lam64[d] = math.exp(float(log_lam[idx[d]]))
+            lam[d] = lam64[d]
         kern = np.empty((depth, 3), dtype=dt)
         nu = np.empty(w.shape[0], dtype=dt)
         _normalise(w, idx, kern, nu, rule)
@@ -441,7 +462,9 @@ if HAVE_NUMBA:
         g_kern = np.zeros((w.shape[0], 3))
         g_reg = np.zeros((depth, 1))
         if beta > 0:  # Eq. (27): blocks and weight sets coincide (own weights)
-            weight = beta / coef[:, 4]
+            weight = np.empty(depth)
+            for d in range(depth):
+                weight[d] = beta / reg[d, out[3]]
             _smooth(kern, g_kern, weight)
             if has_lam:
                 _smooth(log_lam.reshape(depth, 1), g_reg, weight)
@@ -449,13 +472,14 @@ if HAVE_NUMBA:
         for j in range(w.shape[0]):
             for t in range(3):
                 g_w[j, t] += gk[j, t]
+        adj = np.zeros((depth, op.shape[0]))
         for d in range(depth):
-            ga, gb, gc = acc[d, 0], acc[d, 1], acc[d, 2]
-            g_t[idx[d]] += ga * jac[d, 0] + gb * jac[d, 1] + gc * jac[d, 2]
-            if arch != 0:
-                g_a[aidx[d]] += ga * jac[d, 3] + gb * jac[d, 4] + gc * jac[d, 5]
+            adj[d, out[0]] += acc[d, 0]
+            adj[d, out[1]] += acc[d, 1]
+            adj[d, out[2]] += acc[d, 2]
             if has_lam:
-                g_l[idx[d]] += coef[d, 1] * acc[d, 3] * coef[d, 3] + g_reg[d, 0]  # dL/dlambda dlambda/dlog_lambda
+                g_l[idx[d]] += reg[d, out[1]] * acc[d, 3] * lam64[d] + g_reg[d, 0]  # dL/dlambda dlambda/dlog_lambda
+        _tape_backward(op, args, reg, adj, idx, aidx, g_t, g_a)
         return sq / (rows * n)
 
     @_jit
@@ -681,17 +705,17 @@ class StepViews:
 
 
 class FusedStep(StepViews):
-    """The training step of :func:`_mse_grads` for one network: MSE of the ``arch`` network
-    (:data:`ARCH_CODES`) and the gradients of its raw parameters, in one compiled call without an
-    autograd graph. The parameters: the kernel sets ``w`` (S, ..., 3) and time-step parameters
+    """The training step of :func:`_mse_grads` for one network: MSE of the two-step network whose
+    coefficient map is ``tape`` (:func:`numnet.nn.coefficients.record`) and the gradients of its raw
+    parameters, in one compiled call without an autograd graph. The parameters: the kernel sets ``w`` (S, ..., 3) and time-step parameters
     ``t_raw`` (S,) indexed by ``idx`` (D,), the extrapolation parameters ``a_raw`` indexed by ``aidx``
-    (``None`` for the symmetric ResNet) and the contrast parameters ``log_lams`` (one 0-d tensor per
+    (``None`` where the map reads none) and the contrast parameters ``log_lams`` (one 0-d tensor per
     set; ``None`` for fluxes without one). ``beta > 0`` (own weights) adds the gradient of Eq. (27)'s
     regulariser. NumPy views of the parameters and of their ``.grad`` are made once (each torch call
     costs microseconds, and a step is a few hundred); :meth:`valid` tells when a tensor was replaced
     (``zero_grad(set_to_none=True)``, ``.to()``) and the views are stale."""
 
-    def __init__(self, w, t_raw, a_raw, log_lams, idx, aidx, activation: str, arch: str, lipschitz: float,
+    def __init__(self, w, t_raw, a_raw, log_lams, idx, aidx, activation: str, tape,
                  normalisation: str = "paper", beta: float = 0.0) -> None:
         if not HAVE_NUMBA:
             raise RuntimeError("the fused kernel needs numba")
@@ -701,7 +725,9 @@ class FusedStep(StepViews):
         self.idx, self.aidx = idx, aidx
         if beta > 0 and (w.shape[0] != len(idx) or len(idx) < 2):
             raise ValueError("Eq. (27)'s regulariser needs own weights per block and at least two blocks")
-        self.codes = (ARCH_CODES[arch], float(lipschitz), FLUX_CODES[activation], NORM_CODES[normalisation],
+        if tape.uses_r and a_raw is None:
+            raise ValueError("the coefficient map reads an extrapolation parameter the network does not have")
+        self.codes = (tape.op, tape.args, tape.val, tape.out, FLUX_CODES[activation], NORM_CODES[normalisation],
                       float(beta))
         self.w, self.g_w = w.detach().numpy().reshape(-1, 3), grad(w).reshape(-1, 3)
         self.t, self.g_t = t_raw.detach().numpy(), grad(t_raw)
