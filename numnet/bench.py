@@ -279,6 +279,35 @@ def normalisation_cost(repeats: int) -> dict[str, float]:
     return out
 
 
+def paper_protocol_estimate(data: torch.Tensor, signals: int, steps: int, timing: dict) -> list[dict]:
+    """Figs. 5, 6 and 7 under ``profile=paper`` without early stop, estimated: for each figure, the epoch time
+    per block of each architecture of its grid (``configs/experiment/<fig>.yaml``: its channels, weight
+    sharing and ``beta``; 20 blocks, Perona--Malik), times the grid's blocks, activations, the profile's
+    epochs and seeds, over 2 parallel jobs."""
+    from omegaconf import OmegaConf
+
+    from numnet.config import CONFIG_DIR
+
+    profile = OmegaConf.load(CONFIG_DIR / "profile" / "paper.yaml")
+    epochs, seeds, jobs = int(profile.max_epochs), len(profile.seeds), 2
+    out = []
+    for fig in ("fig5", "fig6", "fig7"):
+        exp = OmegaConf.load(CONFIG_DIR / "experiment" / f"{fig}.yaml")
+        params = exp.hydra.sweeper.params
+        model = {"channels": 1, "shared": True, "beta": 10.0, **OmegaConf.to_container(exp.get("model", {}))}
+        acts, depths = str(params.activation).split(","), [int(d) for d in str(params["model.depth"]).split(",")]
+        per_block = {}
+        for arch in str(params.model).split(","):
+            torch.manual_seed(0)
+            net = build_model(arch, depth=20, activation="perona_malik", **model)
+            per_block[arch] = epoch_time(net, data, signals, max(3, steps // 2), **timing) / 20
+            print(f"[bench] {fig} {arch}: {per_block[arch]:.4f} s per block-epoch", flush=True)
+        hours = sum(per_block.values()) * sum(depths) * len(acts) * epochs * seeds / jobs / 3600
+        out.append({"figure": fig, "model": model, "per_block": per_block, "depths": depths, "activations": len(acts),
+                    "epochs": epochs, "seeds": seeds, "jobs": jobs, "hours": hours})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default="results")
@@ -348,15 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     light_epochs, ratio, lit, raw = light[light_cases[-1][0]]
     rows.append({"case": "lightning-overhead", "channels": 1, "numnet_epoch_s": round(lit / light_epochs, 4),
                  "naive_epoch_s": round(raw / light_epochs, 4), "speedup": round(ratio, 3), "bound_epoch_s": ""})
-    # Fig. 5 under the paper's protocol, estimated: epoch time per block for each architecture (depth 20,
-    # Perona-Malik, one channel, shared weights), times blocks, epochs, seeds, activations, over the jobs
-    per_block = {}
-    for arch in ("resnet", "symresnet", "dufort_frankel", "fsi"):
-        torch.manual_seed(0)
-        net = build_model(arch, depth=20, activation="perona_malik")
-        per_block[arch] = epoch_time(net, data, args.signals, max(3, steps // 2), **timing) / 20
-    depths, epochs, seeds, jobs = [1, 2, 3, 5, 7, 10, 20], 2000, 3, 2
-    paper_estimate_h = sum(per_block.values()) * sum(depths) * 3 * epochs * seeds / jobs / 3600
+    estimates = paper_protocol_estimate(data, args.signals, steps, timing)
     threads = {}
     for k in (1, 2):
         torch.set_num_threads(k)
@@ -431,14 +452,22 @@ def main(argv: list[str] | None = None) -> int:
                   "process start-up included), wall time with "
                   f"Hydra's joblib launcher: 1 job {sweep[0]:.1f} s, 2 jobs {sweep[1]:.1f} s: "
                   f"speed-up **{sweep[0] / sweep[1]:.2f}x**."]
-    lines += ["", "## Fig. 5 under `PROFILE=paper`, estimated from these epoch times", "",
-              "| architecture | epoch time per block, 10000 signals [s] |", "|---|---|"]
-    lines += [f"| {a} | {v:.3f} |" for a, v in per_block.items()]
-    lines += ["", f"Depths {depths}, 3 activations, {epochs} epochs (the paper's maximum; no early stop), {seeds} seeds, "
-              f"{jobs} parallel jobs: about **{paper_estimate_h:.0f} hours** of wall time on this machine; the "
-              "profile's early stop shortens that (`results/fig5-paper/PROVENANCE.json` holds the measured wall time). "
-              "Every architecture has the fused one-channel step. The default profile's measured wall time is "
-              "`sweep_wall_s` in `results/fig5/PROVENANCE.json`."]
+    lines += ["", "## Figs. 5, 6 and 7 under `PROFILE=paper`, estimated from measured epoch times", "",
+              "Epoch time per block (10000 signals, 20 blocks, Perona-Malik) in each figure's setting, and the wall "
+              "time of its whole grid (`configs/experiment/<fig>.yaml`) at the profile's maximum epochs, no early stop:",
+              "", "| figure | channels | weights | " + " | ".join(estimates[0]["per_block"]) + " | grid | estimate |",
+              "|---|---|---|" + "---|" * len(estimates[0]["per_block"]) + "---|---|"]
+    for e in estimates:
+        m = e["model"]
+        weights = "shared" if m["shared"] else f"own, beta {m['beta']:g}"
+        lines.append(f"| {e['figure']} | {m['channels']} | {weights} | "
+                     + " | ".join(f"{v:.3f} s" for v in e["per_block"].values())
+                     + f" | depths {e['depths']} x {e['activations']} activations x {e['seeds']} seeds x {e['epochs']} "
+                     f"epochs | **{e['hours']:.0f} h** ({e['hours'] / 24:.1f} days) |")
+    lines += ["", f"Each estimate assumes {estimates[0]['jobs']} parallel jobs of one thread. The profile's early "
+              "stop shortens them: the measured wall times of the finished paper-protocol sweeps are in their "
+              "`PROVENANCE.json`. Every one-channel architecture has the fused step; with 16 channels the two-step "
+              "architectures run as matrix products and ResNet eagerly."]
     lines.append("")
     prov = {"artefact": "bench", **provenance(), "wall_s": round(time.perf_counter() - t0, 1),
             "load_average_at_start": load,  # other processes on the machine skew absolute times, less the ratios
