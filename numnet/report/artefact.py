@@ -1,11 +1,31 @@
-"""Writing a results folder: ``table.md`` with a provenance section, and ``PROVENANCE.json``."""
+"""Writing a results folder: ``table.md`` with a provenance section, and ``PROVENANCE.json``; the command line
+that every report module shares (:func:`report_main`)."""
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
+from typing import Callable
 
 from numnet.runs import write_json_atomic
 
-__all__ = ["write_artefact"]
+__all__ = ["write_artefact", "report_main"]
+
+
+def report_main(argv: list[str] | None, description: str, default: str, write: Callable[[str], object],
+                wrote: Callable[[str, object], str]) -> int:
+    """``python -m numnet.report.<module> [folder]``: ``write(folder)`` (``default`` when none is given), then one
+    line ``wrote <wrote(folder, result)>``; a missing results folder is one line on stderr and exit status 2."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("folder", nargs="?", default=default)
+    args = ap.parse_args(argv)
+    try:
+        result = write(args.folder)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[numnet] wrote {wrote(args.folder, result)}")
+    return 0
 
 
 def write_artefact(out: Path, lines: list[str], prov: dict) -> None:

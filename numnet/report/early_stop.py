@@ -9,13 +9,13 @@ PSNR it would have kept, and what the full run found later. Writes ``early_stop.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 from omegaconf import OmegaConf
 
+from numnet.report.artefact import report_main
 from numnet.config import CONFIG_DIR
 from numnet.report.sweep import LABELS, failed_lines, provenance_lines, read_provenance
 from numnet.report.collect import collect
@@ -88,15 +88,15 @@ def write_early_stop(folder: str | Path) -> pd.DataFrame:
     return runs
 
 
+def _write(folder: str) -> pd.DataFrame:
+    if not (Path(folder) / "runs").is_dir():
+        raise FileNotFoundError(f"{folder}/runs does not exist: run `make reproduce-early-stop` first")
+    return write_early_stop(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", nargs="?", default="results/early-stop")
-    args = ap.parse_args(argv)
-    if not (Path(args.folder) / "runs").is_dir():
-        print(f"error: {args.folder}/runs does not exist: run `make reproduce-early-stop` first", file=sys.stderr)
-        return 2
-    write_early_stop(args.folder)
-    return 0
+    return report_main(argv, __doc__.splitlines()[0], "results/early-stop", _write,
+                       lambda folder, runs: f"{folder}/table.md ({len(runs)} runs)")
 
 
 if __name__ == "__main__":

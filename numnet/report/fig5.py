@@ -6,12 +6,12 @@ and ``fig5.png`` (one panel per activation, PSNR against blocks, classical filte
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from numnet.report.artefact import report_main
 from numnet.report.collect import best_of_seeds, collect
 from numnet.summary import read_summaries
 from numnet.report.sweep import (
@@ -213,17 +213,8 @@ def write_fig5(folder: str | Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build results/fig5 tables and figure from run summaries")
-    ap.add_argument("folder", nargs="?", default="results/fig5")
-    args = ap.parse_args(argv)
-    try:
-        runs = write_fig5(args.folder)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"[numnet] wrote {args.folder}/runs.csv ({len(runs)} runs), table.md, fig5.png")
-    return 0
-
+    return report_main(argv, "Build results/fig5 tables and figure from run summaries", "results/fig5", write_fig5,
+                       lambda folder, runs: f"{folder}/runs.csv ({len(runs)} runs), table.md, fig5.png")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from numnet.report.artefact import report_main
 from numnet.report.collect import best_of_seeds, collect
 from numnet.report.fig5 import anomalies
 from numnet.report.sweep import (
@@ -265,17 +266,9 @@ WRITERS = {"fig6": write_fig6, "fig7": write_fig7}
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Build results/fig6 or results/fig7 from run summaries")
     ap.add_argument("figure", choices=sorted(WRITERS))
-    ap.add_argument("folder", nargs="?", help="default: results/<figure>")
-    args = ap.parse_args(argv)
-    folder = args.folder or f"results/{args.figure}"
-    try:
-        runs = WRITERS[args.figure](folder)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"[numnet] wrote {folder}/runs.csv ({len(runs)} runs), table.md and the figure")
-    return 0
-
+    args, rest = ap.parse_known_args(argv)
+    return report_main(rest, f"Build results/{args.figure} from run summaries", f"results/{args.figure}",
+                       WRITERS[args.figure], lambda folder, runs: f"{folder}/runs.csv ({len(runs)} runs), table.md and the figure")
 
 if __name__ == "__main__":
     sys.exit(main())

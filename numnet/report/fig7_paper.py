@@ -8,7 +8,6 @@ training or failed) and ``curves.png`` (validation PSNR against epoch of every r
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from numnet.report.artefact import report_main  # noqa: E402
 from numnet.report.collect import collect  # noqa: E402
 from numnet.report.fig67 import PAPER_FIG7  # noqa: E402
 from numnet.runs import RESUME_FILE  # noqa: E402
@@ -210,17 +210,8 @@ def _curves(histories: dict[str, list[dict]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build results/fig7-paper from run summaries")
-    ap.add_argument("folder", nargs="?", default="results/fig7-paper")
-    args = ap.parse_args(argv)
-    try:
-        runs = write_fig7_paper(args.folder)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"[numnet] wrote {args.folder}/runs.csv ({len(runs)} runs), table.md and curves.png")
-    return 0
-
+    return report_main(argv, "Build results/fig7-paper from run summaries", "results/fig7-paper", write_fig7_paper,
+                       lambda folder, runs: f"{folder}/runs.csv ({len(runs)} runs), table.md and curves.png")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,6 @@ CG solver's time to each network's residual and PSNR, the further images and den
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from numnet.report.artefact import report_main  # noqa: E402
 from numnet.evaluate_inpainting import METHODS, TIMING, trained_networks  # noqa: E402
 from numnet.report.sweep import provenance_lines, read_provenance  # noqa: E402
 
@@ -251,16 +251,8 @@ def write_fig9(folder: str | Path, seed: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", nargs="?", default="results/fig9")
-    args = ap.parse_args(argv)
-    try:
-        write_fig9(args.folder)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"[numnet] wrote {args.folder}/table.md and fig9.png")
-    return 0
+    return report_main(argv, __doc__.splitlines()[0], "results/fig9", write_fig9,
+                       lambda folder, _: f"{folder}/table.md and fig9.png")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,13 @@ reproduced yet, never filled in.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from numnet.report.artefact import report_main
 from numnet.nn.stencil import GUARANTEED
 from numnet.report.collect import best_of_seeds, collect
 from numnet.report.fig5 import findings, paper_comparison
@@ -291,18 +291,16 @@ def build_report(root: str | Path = "results") -> str:
     return "\n".join(lines)
 
 
+def write_report(root: str | Path = "results") -> Path:
+    """``REPORT.md`` of :func:`build_report` written into ``root``."""
+    text = build_report(root)
+    path = Path(root) / "REPORT.md"
+    path.write_text(text)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", nargs="?", default="results")
-    args = ap.parse_args(argv)
-    try:
-        text = build_report(args.results)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    (Path(args.results) / "REPORT.md").write_text(text)
-    print(f"[numnet] wrote {args.results}/REPORT.md")
-    return 0
+    return report_main(argv, __doc__.splitlines()[0], "results", write_report, lambda _, path: str(path))
 
 
 if __name__ == "__main__":
