@@ -12,6 +12,8 @@ RESULTS    ?= results
 EXTRA      ?=
 ENGINE     ?= runs
 PYTEST_ARGS ?=
+OUT        ?= gpu-session-out
+BUDGET_S   ?= 540
 
 PY    := $(VENV)/bin/python
 # empty PROFILE: each script's default profile (quick; quick16 for the 16-channel Fig. 7)
@@ -19,7 +21,7 @@ PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 evaluate-fig9 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench wandb-sync clean
+.PHONY: help install test test-fast reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 evaluate-fig9 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench bench-gpu gpu-session wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) RESULTS=$(RESULTS) EXTRA='$(EXTRA)' ENGINE=$(ENGINE) PYTEST_ARGS='$(PYTEST_ARGS)' TORCH_SPEC=$(TORCH_SPEC))"
@@ -91,6 +93,12 @@ reproduce-theory: $(STAMP) ## Theorem 2, Appendix A, FSI super step, FAS converg
 
 bench: $(STAMP) ## training-speed benchmark into results/bench (ratios against a naive baseline, same run)
 	$(PY) -m numnet.bench --results $(RESULTS) --threads $(THREADS)
+
+bench-gpu: $(STAMP) ## stacked training on a CUDA GPU: the gpu- rows of results/bench/bench.csv and results/bench/gpu (needs TORCH_SPEC with CUDA)
+	$(PY) -m numnet.bench_gpu --results $(RESULTS)
+
+gpu-session: $(STAMP) ## on a GPU: bench-gpu, then Fig. 7's headline (3 seeds, stacked engine) for BUDGET_S seconds, copied to OUT
+	$(PY) -m numnet.gpu_session --out $(OUT) --budget-s $(BUDGET_S) --results $(RESULTS)
 
 reproduce-kernels: $(STAMP) ## Sec. 7.1.3: kernels learned by the ResNet into results/kernels (PROFILE)
 	$(REPRODUCE) kernels $(PROFILE_ARG) --results $(RESULTS) --threads $(THREADS)

@@ -391,10 +391,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             sweep = sweep_speedup(Path(tmp))
         print(f"[bench] sweep 1 job {sweep[0]:.1f} s, 2 jobs {sweep[1]:.1f} s", flush=True)
-    with open(out / "bench.csv", "w", newline="") as fh:
+    old = list(csv.DictReader((out / "bench.csv").open())) if (out / "bench.csv").exists() else []
+    with open(out / "bench.csv", "w", newline="") as fh:  # GPU rows (numnet.bench_gpu) come from a GPU: kept
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(rows + [r for r in old if r["case"].startswith("gpu-")])
     lines = ["# Training speed benchmark", "",
              f"`make bench` (numnet/bench.py). 20 blocks, batch {BATCH}, signals of length {N}; epoch = "
              f"forward + backward + Adam over {args.signals} signals, extrapolated from the median of {REPEATS} repeats "

@@ -7,8 +7,10 @@ run whose folder holds a complete summary, and then trains the rest in packs of 
 :func:`numnet.train.train_pack`, each network into its own run folder. ``n_jobs`` packs train at once,
 each in its own process (joblib).
 
-The packed engine trains one-channel and multi-channel networks on the CPU; a run that asks for
-another accelerator is refused with one line (the per-run engine handles it). A network is recorded
+The packed engine trains one-channel and multi-channel networks on the CPU, network by network within the
+loop; with ``trainer.stacked=true`` (``trainer=gpu`` sets it) its compatible networks train as stacks
+(:mod:`numnet.tasks.stacked`), on the CPU or a GPU. A run that asks for a GPU without stacking is refused
+with one line (the per-run engine handles it). A network is recorded
 the moment it is done, and each pack keeps a resume checkpoint (``<sweep>/.packs``): the same sweep run
 again resumes the interrupted packs where they were and skips the finished runs.
 """
@@ -110,9 +112,10 @@ def launch_packed(hydra_context, config: DictConfig, job_overrides: Sequence[Seq
         jobs.append((list(overrides), sweep_config, task_cfg, out_dir))
         try:
             validate(task_cfg)
-            if task_cfg.trainer.accelerator not in ("cpu", "auto"):
-                raise ConfigError(f"the packed engine trains on the CPU; trainer.accelerator="
-                                  f"{task_cfg.trainer.accelerator} needs the per-run engine (hydra/launcher=basic)")
+            if task_cfg.trainer.accelerator not in ("cpu", "auto") and not task_cfg.trainer.get("stacked", False):
+                raise ConfigError(f"the packed engine trains on another accelerator than the CPU only with stacked "
+                                  f"networks: trainer.accelerator={task_cfg.trainer.accelerator} needs "
+                                  "trainer.stacked=true (trainer=gpu sets it) or the per-run engine (hydra/launcher=basic)")
             if already_done(task_cfg, out_dir, run_identity):
                 continue
         except ConfigError as exc:

@@ -67,6 +67,12 @@ def _report(spec: str):
     return getattr(importlib.import_module(module), name)
 
 
+def _what(extra: str) -> str:
+    """The overrides of ``extra`` that say what a sweep trains, for its in-progress marker: ``trainer`` settings say
+    only where and how (a sweep begun on the CPU resumes on a GPU with ``trainer=gpu``)."""
+    return " ".join(o for o in shlex.split(extra) if not o.lstrip("+~").split("=", 1)[0].split(".")[0] == "trainer")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m numnet.reproduce", description=__doc__.splitlines()[0])
     arts, scripts = experiments(), scripted()
@@ -83,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logger", default="wandb", help=f"one of {choices('logger')}")
     ap.add_argument("--results", default="results", help="results root; the figure goes to <results>/<fig>")
     ap.add_argument("--extra", default="", help="further Hydra overrides, e.g. 'trainer=gpu'")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated seeds (default: the artefact's, else its profile's), e.g. 0,1,2")
     ap.add_argument("--engine", default="runs", choices=ENGINES,
                     help="runs: one process per run; packed: compatible networks trained together (numnet.packing)")
     args = ap.parse_args(argv)
@@ -107,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{art}] {len(bad)} of {len(errors)} runs have an invalid configuration and will be recorded as failed, "
               f"e.g. {bad[0]}", flush=True)
     prof = compose_config(f"experiment={experiment}", f"profile={args.profile}").profile  # the experiment's overrides in
-    seed_list = list(rep.seeds or prof.seeds)
+    try:
+        seed_list = [int(x) for x in args.seeds.split(",")] if args.seeds else list(rep.seeds or prof.seeds)
+    except ValueError:
+        print(f"error: --seeds must be comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+        return 2
     seeds = ",".join(str(s) for s in seed_list)
     try:  # an interrupted invocation resumes; a finished sweep is redone (its runs move to previous-runs/)
-        start_sweep(out, {"profile": args.profile, "extra": args.extra}, art)
+        start_sweep(out, {"profile": args.profile, "extra": _what(args.extra)}, art)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

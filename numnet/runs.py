@@ -30,7 +30,10 @@ _REPO = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
-    """``<sha>`` of the checkout, with ``+dirty`` when tracked code differs; ``unknown`` outside git."""
+    """``<sha>`` of the checkout, with ``+dirty`` when tracked code differs; outside git the commit a copy of the
+    checkout was made from (``NUMNET_GIT_COMMIT``, set by :mod:`numnet.gpu_session`'s caller), else ``unknown``."""
+    if not (_REPO / ".git").exists() and os.environ.get("NUMNET_GIT_COMMIT"):
+        return os.environ["NUMNET_GIT_COMMIT"] + " (copy)"
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True

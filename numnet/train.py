@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -288,6 +289,7 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
     from numnet.runs import RESUME_FILE, write_json_atomic
     from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
     from numnet.tasks.packed import PackedDenoising
+    from numnet.tasks.stacked import StackedDenoising
 
     if len({pack_key(c) for c in cfgs}) > 1:
         raise ValueError("a pack's configurations must share the dataset, profile, trainer and logger")
@@ -334,6 +336,8 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
             close_loggers(loggers)
         summary["engine"] = "packed"
         summary["pack_size"] = len(cfgs)
+        if m in getattr(pack, "place", {}):  # trained in a stack of this many networks (numnet.tasks.stacked)
+            summary["stack_size"] = len(pack.members[pack.place[m][0]])
         write_json_atomic(out_dir / "summary.json", summary)
         (out_dir / RESUME_FILE).unlink(missing_ok=True)
         summaries[m] = summary
@@ -342,14 +346,17 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
               f"{summary['epochs']} epochs, pack of {len(cfgs)}, {wall:.1f} s", flush=True)
         print(f"[numnet] run folder: {out_dir}", flush=True)
 
-    pack = PackedDenoising([b[2] for b in built], (data["train"].noisy, data["train"].clean), int(p.batch_size),
-                           [int(c.seed) for c in cfgs], float(cfg0.task.lr), int(cfg0.trainer.steps_per_batch),
-                           on_done, skip=done)
+    stacked = bool(cfg0.trainer.get("stacked", False))
+    engine = partial(StackedDenoising, cuda_graph=bool(cfg0.trainer.get("cuda_graph", True))) if stacked \
+        else PackedDenoising
+    pack = engine([b[2] for b in built], (data["train"].noisy, data["train"].clean), int(p.batch_size),
+                  [int(c.seed) for c in cfgs], float(cfg0.task.lr), int(cfg0.trainer.steps_per_batch), on_done,
+                  skip=done)
     if float(cfg0.trainer.checkpoint_every_s) > 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         callbacks.append(ResumeCheckpoint(path.parent, identity, pack.shufflers, float(cfg0.trainer.checkpoint_every_s),
                                           name=path.name))
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=int(p.max_epochs),
+    trainer = pl.Trainer(accelerator=str(cfg0.trainer.accelerator), devices=1, max_epochs=int(p.max_epochs),
                          deterministic=bool(cfg0.trainer.deterministic), logger=False, callbacks=callbacks,
                          enable_checkpointing=bool(callbacks), enable_model_summary=False, enable_progress_bar=False,
                          num_sanity_val_steps=0, default_root_dir=str(out_dirs[0].parent))

@@ -122,3 +122,11 @@ def test_every_artefact_is_defined_by_its_experiment_file():
         assert paper.hydra.sweeper.params == base.hydra.sweeper.params and paper.reproduce.profile == "paper"
         assert paper.reproduce.report == base.reproduce.report and paper.model == base.model
     assert {"fig2", "theory", "fig9", "kernels", "stability"} <= set(scripted())  # the artefacts without a grid
+
+
+def test_reproduce_refuses_bad_seeds_before_any_compute(tmp_path, capsys):
+    from numnet.reproduce import main
+
+    assert main(["fig7-paper", "--seeds", "0,x", "--results", str(tmp_path), "--logger", "none"]) == 2
+    assert "--seeds must be comma-separated integers" in capsys.readouterr().err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -18,6 +18,7 @@ CONFIGS = [
     ("resnet", "charbonnier", 3, True, 0),
     ("resnet", "perona_malik", 4, False, 1),
     ("symresnet", "perona_malik", 5, True, 2),
+    ("symresnet", "perona_malik", 2, False, 1),
     ("symresnet", "relu", 3, False, 0),
     ("dufort_frankel", "charbonnier", 2, False, 1),
     ("fsi", "perona_malik", 4, True, 0),
@@ -37,10 +38,13 @@ def _state(folder: Path) -> dict:
 
 
 @pytest.mark.integration
-def test_pack_equals_the_networks_trained_one_by_one(tmp_path):
+@pytest.mark.parametrize("stacked", [False, True], ids=["packed", "stacked"])
+def test_pack_equals_the_networks_trained_one_by_one(tmp_path, stacked):
     """300 Adam steps per network (10 per epoch, 30 epochs): parameters, validation history, best epoch and
-    test PSNR of every network of a pack equal those of the network trained alone by the per-run engine."""
+    test PSNR of every network of a pack equal those of the network trained alone by the per-run engine;
+    also with the compatible networks stacked (``trainer.stacked``: one computation for a stack)."""
     cfgs = [_cfg(*c) for c in CONFIGS]
+    packs = [_cfg(*c, f"trainer.stacked={str(stacked).lower()}") for c in CONFIGS]
     assert len({pack_key(c) for c in cfgs}) == 1
     alone = [tmp_path / "alone" / str(i) for i in range(len(cfgs))]
     packed = [tmp_path / "packed" / str(i) for i in range(len(cfgs))]
@@ -49,11 +53,13 @@ def test_pack_equals_the_networks_trained_one_by_one(tmp_path):
         execute(cfg, d)
     for d in packed:
         d.mkdir(parents=True)
-    summaries = train_pack(cfgs, packed)
+    summaries = train_pack(packs, packed)
     for c, a, p, s in zip(CONFIGS, alone, packed, summaries):
         ref = json.loads((a / "summary.json").read_text())
         got = json.loads((p / "summary.json").read_text())
         assert got == s and got["status"] == "complete" and got["engine"] == "packed", c
+        assert got.get("stack_size") == ((2 if c[:2] == ("symresnet", "perona_malik") else 1)
+                                         if stacked and c[0] != "resnet" else None), c
         assert got["epochs"] == ref["epochs"] == 30
         assert [h["epoch"] for h in got["history"]] == [h["epoch"] for h in ref["history"]]
         assert got["metrics"]["best_epoch"] == ref["metrics"]["best_epoch"], c
@@ -104,19 +110,22 @@ def test_pack_members_stop_and_fail_on_their_own(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("legacy", [False, True], ids=["current", "legacy-records"])
-def test_interrupted_pack_resumes_as_if_uninterrupted(tmp_path, monkeypatch, legacy):
+@pytest.mark.parametrize("legacy,stacked", [(False, False), (True, False), (False, True)],
+                         ids=["current", "legacy-records", "stacked"])
+def test_interrupted_pack_resumes_as_if_uninterrupted(tmp_path, monkeypatch, legacy, stacked):
     """A pack stopped by an error after its checkpoint of epoch 5 resumes from it (the network that stopped
     early before is not trained again) and ends with the parameters of an uninterrupted pack; also from a
-    checkpoint whose network records are stored bare, as packs saved them before the tasks' hooks did."""
+    checkpoint whose network records are stored bare, as packs saved them before the tasks' hooks did, and
+    with stacked networks (one of which stops early and leaves its stack)."""
     from numnet.tasks.packed import PackedDenoising
     from numnet.train import pack_file
 
-    extra = ["profile.max_epochs=12", "trainer.checkpoint_every_s=1e-9"]
+    extra = ["profile.max_epochs=12", "trainer.checkpoint_every_s=1e-9", f"trainer.stacked={str(stacked).lower()}"]
     cfgs = [_cfg("symresnet", "perona_malik", 3, False, 0, *extra), _cfg("resnet", "charbonnier", 2, True, 1, *extra),
-            _cfg("fsi", "relu", 2, True, 2, *extra, "profile.patience=3", "profile.val_every=1")]
-    whole = [tmp_path / "whole" / str(i) for i in range(3)]
-    cut = [tmp_path / "cut" / str(i) for i in range(3)]
+            _cfg("fsi", "relu", 2, True, 2, *extra, "profile.patience=3", "profile.val_every=1"),
+            _cfg("fsi", "relu", 3, False, 1, *extra, "profile.patience=3", "profile.val_every=1")]
+    whole = [tmp_path / "whole" / str(i) for i in range(len(cfgs))]
+    cut = [tmp_path / "cut" / str(i) for i in range(len(cfgs))]
     for d in whole + cut:
         d.mkdir(parents=True)
     train_pack(cfgs, whole)
