@@ -71,6 +71,8 @@ class StackedTwoStep(nn.Module):
         #: Eq. (27)'s weight per network (0 where it does not act: shared weights, beta = 0, one block)
         self.register_buffer("beta", torch.tensor([float(x.regulariser_weight()) for x in models], dtype=dtype),
                              persistent=False)
+        #: whether Eq. (27) acts in any network (known here: no host read of ``beta`` in a captured step)
+        self.regularised = bool((self.beta > 0).any())
         self.flux = flux_function(self.activation)
         self.load_from(models)
 
@@ -149,7 +151,7 @@ class StackedTwoStep(nn.Module):
         """Per network, the MSE on its minibatch plus its Eq. (27) regulariser, ``(M,)``."""
         out, coef, kn = self._run(f)
         mse = (out - target).pow(2).flatten(1).mean(dim=1)
-        if not bool((self.beta > 0).any()):
+        if not self.regularised:
             return mse
         # Eq. (27): beta sum_k ||theta_k - theta_{k-1}||^2 / tau_k over the blocks k >= 1 of networks with own
         # weights (set k = block k); theta: normalised kernels and log lambda; tau held fixed
