@@ -58,8 +58,8 @@ def test_pack_equals_the_networks_trained_one_by_one(tmp_path, stacked):
         ref = json.loads((a / "summary.json").read_text())
         got = json.loads((p / "summary.json").read_text())
         assert got == s and got["status"] == "complete" and got["engine"] == "packed", c
-        assert got.get("stack_size") == ((2 if c[:2] == ("symresnet", "perona_malik") else 1)
-                                         if stacked and c[0] != "resnet" else None), c
+        stack = {"symresnet": 3, "dufort_frankel": 1, "fsi": 2}  # one stack per class, activations mixed
+        assert got.get("stack_size") == (stack.get(c[0]) if stacked else None), c
         assert got["epochs"] == ref["epochs"] == 30
         assert [h["epoch"] for h in got["history"]] == [h["epoch"] for h in ref["history"]]
         assert got["metrics"]["best_epoch"] == ref["metrics"]["best_epoch"], c

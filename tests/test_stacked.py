@@ -10,8 +10,11 @@ MEMBERS = [(3, True, 0.0), (5, False, 2.0), (1, False, 0.0), (4, False, 0.5)]
 
 
 def _members(cls, channels, act, rule, gen):
-    models = [cls(depth=d, channels=channels, shared=s, beta=b, activation=act, lam=7.0, normalisation=rule).double()
-              for d, s, b in MEMBERS]
+    """Networks of ``MEMBERS``; ``act`` and ``rule`` a name for all of them or a list, one per network."""
+    acts = act if isinstance(act, list) else [act] * len(MEMBERS)
+    rules = rule if isinstance(rule, list) else [rule] * len(MEMBERS)
+    models = [cls(depth=d, channels=channels, shared=s, beta=b, activation=a, lam=7.0, normalisation=n).double()
+              for (d, s, b), a, n in zip(MEMBERS, acts, rules)]
     with torch.no_grad():
         for m in models:
             for p in m.parameters():
@@ -19,13 +22,17 @@ def _members(cls, channels, act, rule, gen):
     return models
 
 
+MIXED = (["relu", "perona_malik", "charbonnier", "perona_malik"], ["paper", "tight", "provable", "paper"])
+
+
 @pytest.mark.parametrize("cls", [SymResNet, DuFortFrankelNet, FSINet], ids=["symresnet", "dufort_frankel", "fsi"])
-@pytest.mark.parametrize("act", ["relu", "charbonnier", "perona_malik"])
+@pytest.mark.parametrize("act,rule", [(a, r) for a in ["relu", "charbonnier", "perona_malik"] for r in ["paper", "provable"]]
+                         + [MIXED], ids=lambda v: "-".join(v) if isinstance(v, list) else v)
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("rule", ["paper", "provable"])
 def test_stack_equals_its_networks(cls, act, channels, rule, gen):
     """Outputs, per-network loss (MSE plus Eq. 27) and the gradient of every member parameter equal each
-    network's own (eager blocks, autograd)."""
+    network's own (eager blocks, autograd); also for a stack whose networks differ in activation and
+    normalisation rule (each flux and rule acts on its own networks)."""
     models = _members(cls, channels, act, rule, gen)
     stack = StackedTwoStep(models)
     x = 30 * torch.randn(len(models), 6, 1, 17, generator=gen, dtype=torch.float64)
@@ -70,9 +77,10 @@ def test_members_alias_the_stack_until_released(gen):
 
 def test_only_compatible_networks_stack():
     assert stack_key(ResNet(depth=2)) is None
-    assert stack_key(SymResNet(depth=2)) == stack_key(SymResNet(depth=5, shared=False, beta=3.0))
-    assert stack_key(SymResNet(depth=2)) != stack_key(SymResNet(depth=2, activation="relu"))
+    assert stack_key(SymResNet(depth=2)) == stack_key(SymResNet(depth=5, shared=False, beta=3.0, activation="relu",
+                                                                normalisation="tight"))
     assert stack_key(SymResNet(depth=2)) != stack_key(FSINet(depth=2))
+    assert stack_key(SymResNet(depth=2)) != stack_key(SymResNet(depth=2, channels=2))
     with pytest.raises(ValueError, match="one class"):
         StackedTwoStep([SymResNet(depth=2), SymResNet(depth=2, channels=2)])
     with pytest.raises(ValueError, match="inputs shaped"):
@@ -117,5 +125,5 @@ def test_gpu_session_rehearsed_on_the_cpu_brings_the_headline_back(tmp_path):
     runs = sorted((out / "results" / "fig7-paper" / "runs").glob("symresnet-*/summary.json"))
     assert len(runs) == 18
     summaries = [json.loads(p.read_text()) for p in runs]
-    assert all(s["status"] == "complete" and s["stack_size"] == 2 for s in summaries)
+    assert all(s["status"] == "complete" and s["stack_size"] == 18 for s in summaries)  # rules, activations, seeds
     assert (out / "fig7-paper.log").exists() and (out / "results" / "fig7-paper" / "table.md").exists()

@@ -160,10 +160,12 @@ def record(fn: Callable[..., TwoStep], lip: float) -> Tape:
                 np.array(b.val, dtype=np.float64), out, r.reg in read or r.reg in set(out.tolist()))
 
 
-def evaluate(fn: Callable[..., TwoStep], t: torch.Tensor, r: torch.Tensor | None, lip: float) -> TwoStep:
+def evaluate(fn: Callable[..., TwoStep], t: torch.Tensor, r: torch.Tensor | None,
+             lip: float | torch.Tensor) -> TwoStep:
     """``fn`` on the per-block raw parameters ``t`` (D,) and ``r`` (D,) or ``None``: every field a tensor
-    shaped like ``t`` (numbers broadcast), ``alpha`` ``None`` where the architecture has none."""
-    co = fn(t, r, float(lip))
+    shaped like ``t`` (numbers broadcast), ``alpha`` ``None`` where the architecture has none. ``lip``: a
+    number, or a tensor that broadcasts against ``t`` (one per network of a stack)."""
+    co = fn(t, r, lip if isinstance(lip, torch.Tensor) else float(lip))
 
     def full(v):
         return v if isinstance(v, torch.Tensor) else torch.full_like(t, float(v))

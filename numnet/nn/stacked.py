@@ -1,8 +1,9 @@
 r"""Several two-step networks as one module with a leading network axis (packed training on a GPU).
 
-``M`` networks of one :class:`numnet.models.denoisers.TwoStepNet` class, channel count ``C``, activation and
-normalisation rule (depths, weight sharing, ``beta`` and the weights themselves may differ) run as one
-computation on states shaped ``(M, B, C, n)``. Each block is Eq. (11), (20) or (21) in the common form
+``M`` networks of one :class:`numnet.models.denoisers.TwoStepNet` class and channel count ``C`` (activations,
+normalisation rules, depths, weight sharing, ``beta`` and the weights themselves may differ) run as one
+computation on states shaped ``(M, B, C, n)``; each activation's flux and each rule's normalisation act on
+the networks that have it (gathered, then put back in order). Each block is Eq. (11), (20) or (21) in the common form
 
 .. math:: u^{k+1} = a_k u^k - b_k K_k^\top \Phi(K_k u^k) + c_k u^{k-1},
 
@@ -32,7 +33,15 @@ def stack_key(model: nn.Module) -> tuple | None:
     """What networks must share to be stacked (``None``: this one cannot be)."""
     if not getattr(model, "two_step", False):
         return None
-    return (type(model), model.channels, model.activation, model.normalisation, model.lipschitz)
+    return (type(model), model.channels, model.w.dtype)
+
+
+def _groups(values: list) -> dict:
+    """Each distinct value and the indices of the networks that have it, in order of first appearance."""
+    out: dict = {}
+    for i, v in enumerate(values):
+        out.setdefault(v, []).append(i)
+    return out
 
 
 class StackedTwoStep(nn.Module):
@@ -42,10 +51,12 @@ class StackedTwoStep(nn.Module):
         super().__init__()
         keys = {stack_key(m) for m in models}
         if not models or None in keys or len(keys) > 1:
-            raise ValueError("stacked networks must be two-step networks of one class, channel count, activation "
-                             "and normalisation")
+            raise ValueError("stacked networks must be two-step networks of one class, channel count and dtype")
         first = models[0]
-        self.cls, self.channels, self.activation, self.normalisation, self.lipschitz = keys.pop()
+        self.cls, self.channels, _ = keys.pop()
+        #: activation -> its networks; normalisation rule -> its networks
+        self.activations = _groups([x.activation for x in models])
+        self.rules = _groups([x.normalisation for x in models])
         self.n_nets = m = len(models)
         self.depth = max(x.depth for x in models)
         sets = max(x.n_sets for x in models)
@@ -56,7 +67,7 @@ class StackedTwoStep(nn.Module):
         self.has_alpha = hasattr(first, "alpha_raw")
         alphas = max(x.alpha_raw.shape[0] for x in models) if self.has_alpha else 1
         self.alpha_raw = nn.Parameter(torch.zeros(m, alphas, dtype=dtype)) if self.has_alpha else None
-        self.has_contrast = first.fluxes[0].has_contrast
+        self.has_contrast = any(x.fluxes[0].has_contrast for x in models)
         self.log_lam = nn.Parameter(torch.zeros(m, sets, dtype=dtype)) if self.has_contrast else None
         set_idx = torch.zeros(m, self.depth, dtype=torch.long)
         alpha_idx = torch.zeros(m, self.depth, dtype=torch.long)
@@ -71,9 +82,15 @@ class StackedTwoStep(nn.Module):
         #: Eq. (27)'s weight per network (0 where it does not act: shared weights, beta = 0, one block)
         self.register_buffer("beta", torch.tensor([float(x.regulariser_weight()) for x in models], dtype=dtype),
                              persistent=False)
+        self.register_buffer("lipschitz", torch.tensor([[float(x.lipschitz)] for x in models], dtype=dtype),
+                             persistent=False)
+        for name, groups in (("act", self.activations), ("rule", self.rules)):
+            for k, idx in enumerate(groups.values()):
+                self.register_buffer(f"_{name}{k}", torch.tensor(idx, dtype=torch.long), persistent=False)
+            order = torch.tensor([i for idx in groups.values() for i in idx], dtype=torch.long)
+            self.register_buffer(f"_{name}_back", torch.argsort(order), persistent=False)  # grouped order -> own
         #: whether Eq. (27) acts in any network (known here: no host read of ``beta`` in a captured step)
         self.regularised = bool((self.beta > 0).any())
-        self.flux = flux_function(self.activation)
         self.load_from(models)
 
     # -- the tie to the member networks ----------------------------------------------------------------
@@ -82,7 +99,7 @@ class StackedTwoStep(nn.Module):
         pairs = [(model.w, self.w[i, :model.n_sets]), (model.tau_raw, self.tau_raw[i, :model.n_sets])]
         if self.has_alpha:
             pairs.append((model.alpha_raw, self.alpha_raw[i, :model.alpha_raw.shape[0]]))
-        if self.has_contrast:
+        if model.fluxes[0].has_contrast:
             pairs += [(fl.log_lam, self.log_lam[i, j]) for j, fl in enumerate(model.fluxes)]
         return pairs
 
@@ -115,14 +132,29 @@ class StackedTwoStep(nn.Module):
         network's depth."""
         t = self.tau_raw.gather(1, self.set_idx)
         r = self.alpha_raw.gather(1, self.alpha_idx) if self.has_alpha else None
-        c = co.evaluate(self.cls.coefficients, t, r, self.lipschitz)
+        c = co.evaluate(self.cls.coefficients, t, r, self.lipschitz)  # lip: (M, 1), one per network
         one, zero = torch.ones_like(c.a), torch.zeros_like(c.a)
         return co.TwoStep(torch.where(self.active, c.a, one), torch.where(self.active, c.b, zero),
                           torch.where(self.active, c.c, zero), c.tau, c.alpha)
 
+    def _by(self, name: str, groups: dict, fn, x: torch.Tensor, *rest) -> torch.Tensor:
+        """``fn(key, x[idx], *rest[idx])`` for each group of networks, put back in the networks' order (one call
+        on all of them where they share the key)."""
+        if len(groups) == 1:
+            return fn(next(iter(groups)), x, *rest)
+        parts = []
+        for k, key in enumerate(groups):
+            idx = getattr(self, f"_{name}{k}")
+            parts.append(fn(key, x[idx], *[None if v is None else v[idx] for v in rest]))
+        return torch.cat(parts)[getattr(self, f"_{name}_back")]
+
     def kernels(self) -> torch.Tensor:
-        """The normalised kernels of every weight set, ``(M, S, C, C, 3)``."""
-        return normalise(self.w, self.normalisation)
+        """The normalised kernels of every weight set, ``(M, S, C, C, 3)``, each network by its own rule."""
+        return self._by("rule", self.rules, lambda rule, w: normalise(w, rule), self.w)
+
+    def _flux(self, s: torch.Tensor, lam: torch.Tensor | None) -> torch.Tensor:
+        """``Phi(s)`` of each network's activation (``lam``: ``(M, 1, 1, 1)`` contrast parameters or ``None``)."""
+        return self._by("act", self.activations, lambda act, x, lm: flux_function(act)(x, lm), s, lam)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """The outputs ``(M, B, 1, n)`` of the networks on their inputs ``f`` ``(M, B, 1, n)``."""
@@ -141,7 +173,7 @@ class StackedTwoStep(nn.Module):
             k = kn[torch.arange(m, device=kn.device), self.set_idx[:, d]]  # (M, C, C, 3)
             k3 = k.permute(0, 1, 3, 2).reshape(m, 1, c, 3 * c)  # taps side by side: rows (out), (tap, in)
             s = k3 @ _taps(u)
-            phi = self.flux(s, None if lam is None else lam[:, d].view(m, 1, 1, 1))
+            phi = self._flux(s, None if lam is None else lam[:, d].view(m, 1, 1, 1))
             kt_phi = _transpose(k3, phi)
             view = lambda x: x[:, d].view(m, 1, 1, 1)  # noqa: E731
             prev, u = u, view(coef.a) * u - view(coef.b) * kt_phi + view(coef.c) * prev

@@ -2,7 +2,7 @@
 
 :class:`StackedDenoising` is :class:`numnet.tasks.packed.PackedDenoising` (one Lightning loop; each network
 with its own minibatch order, Adam state, validation, best epoch, early stop and failure) whose two-step
-networks of one class, channel count, activation and normalisation train as one
+networks of one class and channel count (activations and normalisation rules may differ) train as one
 :class:`numnet.nn.stacked.StackedTwoStep`: one forward and backward pass for all of them per minibatch, on
 minibatches gathered on the device by a ``(M, B)`` index tensor (the networks' own orders, drawn as the
 per-network engine draws them and uploaded once per epoch), with one Adam step over the stacked parameters.
