@@ -347,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     flop_epoch = step_flops(20, 16) * args.signals / BATCH
     print(f"[bench] width-3 matrix products {gemm / 1e9:.1f} GFLOP/s; 16-channel epoch {flop_epoch / 1e9:.0f} GFLOP",
           flush=True)
+    # stacked networks on this CPU (numnet.nn.stacked: the GPU engine's batched products), per network-epoch
+    from numnet.bench_gpu import measure
+
+    stack_n = 3 if args.quick else 9
+    stack_epoch = measure(16, stack_n, torch.device("cpu"), max(2, steps // 10))["eager_s"] * math.ceil(
+        args.signals / BATCH) / stack_n
+    print(f"[bench] {stack_n} stacked 16-channel networks: {stack_epoch:.1f} s per network-epoch", flush=True)
     # the 16-channel network under the provable rule: its bound runs every step
     symresnet_row("symresnet-c16-perona_malik-provable", 16, activation="perona_malik", normalisation="provable")
     # one-channel ResNet (Fig. 5: shared weights; Fig. 6: own weights with Eq. 27's regulariser, beta = 5)
@@ -426,7 +433,10 @@ def main(argv: list[str] | None = None) -> int:
               f"**{flop_bound:.1f} s per epoch**: {c16['naive_epoch_s'] / flop_bound:.1f}x the naive baseline "
               f"({c16['naive_epoch_s']:.1f} s). numnet's {c16['numnet_epoch_s']:.1f} s are "
               f"{c16['numnet_epoch_s'] / flop_bound:.2f}x that bound. On one core a 10x gain over the naive baseline "
-              "would need fewer operations (e.g. Winograd's F(2,3), 1.5x fewer multiplications) or more cores.", "",
+              "would need fewer operations (e.g. Winograd's F(2,3), 1.5x fewer multiplications) or more cores. "
+              f"Stacking networks does not help here: {stack_n} networks trained as one stack (`numnet.nn.stacked`, "
+              f"the GPU engine's batched products, autograd) take {stack_epoch:.1f} s per network-epoch, "
+              f"{stack_epoch / c16['numnet_epoch_s']:.2f}x numnet's one-network step.", "",
               "## Kernel normalisation, one step of a 20-block 16-channel network", "",
               f"Forward and backward of the divisor of 20 kernel sets (16 x 16 x 3), median of {5 if args.quick else 21}:", "",
               "| rule | ms | / 65-frequency baseline |", "|---|---|---|"]
