@@ -33,10 +33,16 @@ def eed_params(cfg: DictConfig):
 
 
 def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
-    kw = {k: v for k, v in OmegaConf.to_container(cfg.inpaint_model, resolve=True).items() if k != "name"}
+    kw = {k: v for k, v in OmegaConf.to_container(cfg.inpaint_model, resolve=True).items() if k not in ("name", "lr")}
     if "widths" in kw:
         kw["widths"] = tuple(kw["widths"])
     return kw
+
+
+def learning_rate(cfg: DictConfig) -> float:
+    """Adam's step size: the network's own (``inpaint_model.lr``) where it names one, else the profile's."""
+    own = OmegaConf.select(cfg, "inpaint_model.lr")
+    return float(cfg.inpaint_profile.lr if own is None else own)
 
 
 def validate_inpaint(cfg: DictConfig) -> None:
@@ -65,6 +71,9 @@ def validate_inpaint(cfg: DictConfig) -> None:
         raise ConfigError(f"loss.squared_warmup must be an integer >= 0 (steps), got {warm!r}")
     if not cfg.inpaint_profile.lr > 0:
         raise ConfigError(f"inpaint_profile.lr must be > 0, got {cfg.inpaint_profile.lr}")
+    own = OmegaConf.select(cfg, "inpaint_model.lr")
+    if own is not None and (isinstance(own, bool) or not isinstance(own, (int, float)) or not own > 0):
+        raise ConfigError(f"inpaint_model.lr must be a number > 0 or null (the profile's), got {own!r}")
     try:
         eed_params(cfg)
         build_inpainter(name, **model_kwargs(cfg))
@@ -114,7 +123,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     val_masks = random_masks(val.shape, float(d.density), torch.Generator().manual_seed(int(d.data_seed) + 2))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = build_inpainter(cfg.inpaint_model.name, **model_kwargs(cfg))
-    task = InpaintingTask(model, lr=float(p.lr), density=float(d.density), eed=eed_params(cfg),
+    task = InpaintingTask(model, lr=learning_rate(cfg), density=float(d.density), eed=eed_params(cfg),
                           squared_warmup=int(cfg.loss.squared_warmup))
     name = f"{cfg.inpaint_model.name}-s{cfg.seed}"
     loggers = _loggers(cfg, out_dir, name)

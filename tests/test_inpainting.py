@@ -102,10 +102,22 @@ def test_bad_input_is_rejected():
         FMGNet(order=(2, 1))
 
 
+def test_each_network_takes_its_own_learning_rate_or_the_profiles():
+    from omegaconf import OmegaConf
+
+    from numnet.inpaint import learning_rate, model_kwargs
+
+    cfg = OmegaConf.create({"inpaint_profile": {"lr": 1e-3}, "inpaint_model": {"name": "unet", "lr": 1e-2, "init": "he"}})
+    assert learning_rate(cfg) == 1e-2 and model_kwargs(cfg) == {"init": "he"}  # not a constructor argument
+    cfg.inpaint_model.lr = None
+    assert learning_rate(cfg) == 1e-3
+
+
 @pytest.mark.cli
 @pytest.mark.parametrize("override,message", [("inpaint_model=vit", "inpaint_model"), ("data.crop=30", "data.crop"),
                                               ("data.density=0", "data.density"), ("inpaint_profile.steps=0", "steps"),
-                                              ("eed.lam=-1", "eed.lam"), ("loss.squared_warmup=-5", "loss.squared_warmup")])
+                                              ("eed.lam=-1", "eed.lam"), ("loss.squared_warmup=-5", "loss.squared_warmup"),
+                                              ("inpaint_model.lr=-1", "inpaint_model.lr")])
 def test_inpaint_config_errors_are_one_line_before_compute(override, message, tmp_path):
     r = subprocess.run([sys.executable, "-m", "numnet.inpaint", override, "inpaint_profile=smoke", "logger=none",
                         f"output_root={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120)

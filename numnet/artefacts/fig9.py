@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     prof = OmegaConf.load(CONFIG_DIR / "inpaint_profile" / f"{args.profile}.yaml")
     cmd = ["-m", "numnet.inpaint", "-m", f"inpaint_model={MODELS}", f"inpaint_profile={args.profile}",
            f"logger={args.logger}", f"threads={args.threads}", f"hydra.sweep.dir={out / 'runs'}"]
+    own = {m: OmegaConf.load(CONFIG_DIR / "inpaint_model" / f"{m}.yaml").get("lr") for m in MODELS.split(",")}
     settings = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
-                "n_crops": prof.n_crops, "lr": prof.lr, "seeds": [0], "threads": args.threads}
+                "n_crops": prof.n_crops, "lr": {m: prof.lr if v is None else v for m, v in own.items()},
+                "seeds": [0], "threads": args.threads}
     try:  # an interrupted invocation resumes; a finished one is redone (its runs move to previous-runs/)
         start_sweep(out, {"profile": args.profile, "extra": args.extra}, "fig9")
     except ValueError as exc:
