@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
 from numnet.evaluate_inpainting import evaluate_fig9
+from numnet.inpaint import learning_rate
 from numnet.runs import end_sweep, launch_sweep, start_sweep
 
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
@@ -42,9 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     prof = OmegaConf.load(CONFIG_DIR / "inpaint_profile" / f"{args.profile}.yaml")
     cmd = ["-m", "numnet.inpaint", "-m", f"inpaint_model={MODELS}", f"inpaint_profile={args.profile}",
            f"logger={args.logger}", f"threads={args.threads}", f"hydra.sweep.dir={out / 'runs'}"]
-    own = {m: OmegaConf.load(CONFIG_DIR / "inpaint_model" / f"{m}.yaml").get("lr") for m in MODELS.split(",")}
+    lrs = {m: learning_rate(OmegaConf.create({"inpaint_profile": prof, "inpaint_model": OmegaConf.load(
+        CONFIG_DIR / "inpaint_model" / f"{m}.yaml")})) for m in MODELS.split(",")}
     settings = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
-                "n_crops": prof.n_crops, "lr": {m: prof.lr if v is None else v for m, v in own.items()},
+                "n_crops": prof.n_crops, "lr": lrs,
                 "seeds": [0], "threads": args.threads}
     try:  # an interrupted invocation resumes; a finished one is redone (its runs move to previous-runs/)
         start_sweep(out, {"profile": args.profile, "extra": args.extra}, "fig9")

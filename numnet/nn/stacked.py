@@ -167,6 +167,7 @@ class StackedTwoStep(nn.Module):
         coef = self.coefficients()
         kn = self.kernels()
         lam = self.log_lam.exp().gather(1, self.set_idx) if self.has_contrast else None
+        a, b, cc = (x.view(m, self.depth, 1, 1, 1) for x in coef[:3])  # per network and block, broadcast on states
         u = f.expand(-1, -1, c, -1)
         prev = u
         for d in range(self.depth):
@@ -175,8 +176,7 @@ class StackedTwoStep(nn.Module):
             s = k3 @ _taps(u)
             phi = self._flux(s, None if lam is None else lam[:, d].view(m, 1, 1, 1))
             kt_phi = _transpose(k3, phi)
-            view = lambda x: x[:, d].view(m, 1, 1, 1)  # noqa: E731
-            prev, u = u, view(coef.a) * u - view(coef.b) * kt_phi + view(coef.c) * prev
+            prev, u = u, a[:, d] * u - b[:, d] * kt_phi + cc[:, d] * prev
         return u.mean(dim=2, keepdim=True) if c > 1 else u, coef, kn
 
     def losses(self, f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

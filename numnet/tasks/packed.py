@@ -126,18 +126,22 @@ class PackedDenoising(pl.LightningModule):
         start, stop = int(chunk) * self.chunk, min((int(chunk) + 1) * self.chunk, self.noisy.shape[0])
         for lo in range(start, stop, self.batch_size):
             hi = min(lo + self.batch_size, stop)
-            for m in list(self.active):
-                idx = self._perm[m][lo:hi]
-                x, y = self.noisy[idx], self.clean[idx]
-                try:
-                    loss = loss_and_grads(self.tasks[m].model, x, y)
-                except Exception as exc:  # noqa: BLE001 - one network's failure must not stop the others
-                    self._finish(m, exc)
-                    continue
-                acc = self._acc[m]
-                acc[0] = acc[0] + loss * x.shape[0]
-                acc[1] += x.shape[0]
+            self._network_steps(list(self.active), lo, hi)
             opt.step()
+
+    def _network_steps(self, networks: list[int], lo: int, hi: int) -> None:
+        """The loss and gradients of each of ``networks`` on the minibatch ``[lo, hi)`` of its own order, added to
+        its epoch's record; a network whose step raises is recorded failed and leaves the pack."""
+        for m in networks:
+            idx = self._perm[m][lo:hi].to(self.noisy.device)
+            try:
+                loss = loss_and_grads(self.tasks[m].model, self.noisy[idx], self.clean[idx])
+            except Exception as exc:  # noqa: BLE001 - one network's failure must not stop the others
+                self._finish(m, exc)
+                continue
+            acc = self._acc[m]
+            acc[0] = acc[0] + loss * (hi - lo)
+            acc[1] += hi - lo
 
     def on_train_epoch_end(self) -> None:
         for m in list(self.active):

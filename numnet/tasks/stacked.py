@@ -50,6 +50,10 @@ class StackedDenoising(PackedDenoising):
         self._graph: CapturedStep | None = None
         self._warm = 0
 
+    def _loose_active(self) -> list[int]:
+        """The networks outside the stacks that still train."""
+        return [m for m in self.loose if m in self.active]
+
     def _masks(self) -> list[torch.Tensor]:
         return [torch.tensor([m in self.active for m in g], device=self.device) for g in self.members]
 
@@ -63,7 +67,7 @@ class StackedDenoising(PackedDenoising):
                 StackedTwoStep.release(self.tasks[m].model)
         self.mask = self._masks()
         groups = [{"params": list(s.parameters()), "network": None} for s in self.stacks]
-        groups += [{"params": list(self.tasks[m].model.parameters()), "network": m} for m in self.loose if m in self.active]
+        groups += [{"params": list(self.tasks[m].model.parameters()), "network": m} for m in self._loose_active()]
         cuda = self.device.type == "cuda"
         return torch.optim.Adam(groups, lr=self.lr, fused=True, capturable=cuda)
 
@@ -84,7 +88,7 @@ class StackedDenoising(PackedDenoising):
             hi = min(lo + self.batch_size, stop)
             idx = [p[:, lo:hi] for p in self._stack_perm]
             graphable = (self.cuda_graph and self.device.type == "cuda" and hi - lo == self.batch_size
-                         and not any(m in self.active for m in self.loose))
+                         and not self._loose_active())
             if graphable and self._graph is not None:
                 losses = self._graph(idx)
             elif graphable:  # eager steps on a side stream before the capture, as CUDA graphs want
@@ -99,25 +103,10 @@ class StackedDenoising(PackedDenoising):
                         self.cuda_graph = False
             else:
                 losses = step_stacks(self.stacks, self.mask, self.noisy, self.clean, idx, opt,
-                                     before_step=lambda: self._loose_step(lo, hi))
+                                     before_step=lambda: self._network_steps(self._loose_active(), lo, hi))
             for s, v in enumerate(losses):
                 part = v * (hi - lo)
                 self._stack_acc[s] = part if self._stack_acc[s] is None else self._stack_acc[s] + part
-
-    def _loose_step(self, lo: int, hi: int) -> None:
-        """The networks outside the stacks, one by one (:class:`PackedDenoising`'s step)."""
-        from numnet.tasks.denoising import loss_and_grads
-
-        for m in [m for m in self.loose if m in self.active]:
-            idx = self._perm[m][lo:hi].to(self.device)
-            try:
-                loss = loss_and_grads(self.tasks[m].model, self.noisy[idx], self.clean[idx])
-            except Exception as exc:  # noqa: BLE001 - one network's failure must not stop the others
-                self._finish(m, exc)
-                continue
-            acc = self._acc[m]
-            acc[0] = acc[0] + loss * (hi - lo)
-            acc[1] += hi - lo
 
     def on_train_epoch_end(self) -> None:
         n = self.noisy.shape[0]
