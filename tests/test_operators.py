@@ -170,6 +170,44 @@ def test_tight_bound_is_differentiated_through_the_top_singular_vectors(gen):
         assert float((g_ours - g_ref).abs().max()) <= 1e-6 * float(g_ref.abs().max())
 
 
+def test_short_norms_are_certified_or_computed_exactly(gen):
+    """``max(bound, ||K_n||_2 for n <= 6)`` by Cholesky certificates: equal to the exact norms, values and gradients,
+    whether every set is certified (a bound above the short norms), none is (a bound far below them) or some are."""
+    from numnet.nn import stencil
+
+    w = torch.randn(6, 5, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    exact = stencil._exact_short(w)
+    scale = torch.tensor([1.5, 0.2, 1.001, 0.999, 3.0, 0.9999], dtype=torch.float64)
+    for factor in (scale, torch.full_like(scale, 2.0), torch.full_like(scale, 0.1)):
+        bound = (exact.detach() * factor).requires_grad_(True)
+        ours = stencil._with_short_norms(w, bound)
+        ref = torch.maximum(bound, exact)
+        assert torch.allclose(ours, ref, rtol=1e-12, atol=0)
+        weights = torch.arange(1.0, 7.0, dtype=torch.float64)
+        grads = [[torch.zeros_like(x) if g is None else g for g, x in zip(
+            torch.autograd.grad((v * weights).sum(), (w, bound), retain_graph=True, allow_unused=True), (w, bound))]
+            for v in (ours, ref)]
+        for a, b in zip(*grads):
+            assert float((a - b).abs().max()) <= 1e-6 * float(b.abs().max()) + 1e-12
+
+
+def test_symbol_peak_gradient_is_that_of_the_largest_singular_value(gen):
+    """The peak is differentiated at the top eigenvector of its frequency: the gradient of autograd through the
+    singular values of every frequency's symbol (the earlier implementation)."""
+    import math
+
+    w = torch.randn(3, 6, 6, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    omega = torch.linspace(0, math.pi, 17, dtype=torch.float64)
+    taps = torch.stack([torch.exp(-1j * omega), torch.ones_like(omega) + 0j, torch.exp(1j * omega)], -1)
+    ref = torch.linalg.svdvals(torch.einsum("...abt,wt->...wab", w.to(torch.complex128), taps))[..., 0].amax(-1)
+    ref = ref / math.cos(math.pi / 32)
+    ours = symbol_peak(w)
+    assert torch.allclose(ours, ref, rtol=1e-12, atol=0)
+    g_ours, g_ref = (torch.autograd.grad((v * torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)).sum(), w)[0]
+                     for v in (ours, ref))
+    assert float((g_ours - g_ref).abs().max()) <= 1e-8 * float(g_ref.abs().max())
+
+
 def test_tight_and_provable_rules_coincide_for_one_channel(gen):
     w = torch.randn(5, 1, 1, 3, generator=gen, dtype=torch.float64)
     assert torch.equal(normalise(w, "tight"), normalise(w, "provable"))

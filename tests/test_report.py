@@ -177,6 +177,12 @@ def test_fig7_paper_report_holds_the_papers_rule_to_the_target_and_lists_unfinis
     assert "**no**" in relu and "(not the paper's model)" in provable
     assert "symresnet-charbonnier-d20-c16-own-s0" in table.split("## Runs not finished yet")[1]
     assert (tmp_path / "fig7-paper" / "curves.png").stat().st_size > 0
+    curves = table.split("## The paper's numbers along our training curves")[1].split("\n## ")[0]
+    pm_curve = next(line for line in curves.splitlines() if line.startswith("| Perona-Malik"))
+    cells = [c.strip() for c in pm_curve.strip("|").split("|")]
+    assert cells[:6] == ["Perona-Malik", "40.88", "40.19", "40.69", "", ""]  # 39.70 + e / 80, e < 40 and e < 80
+    assert cells[6] == "" and cells[7] == "40.69 (79)"  # never reached the paper's number
+    assert "40 epochs -1.55 to -0.69 dB; 80 epochs -1.05 to -0.19 dB." in curves
     rows = [line for line in build_report(tmp_path).splitlines() if line.startswith("| Fig. 7, paper's protocol |")]
     assert len(rows) == 3 and sum("| yes (gap -0.18 dB" in r for r in rows) == 1
     assert any("another model" in r for r in rows)

@@ -65,8 +65,8 @@ about 5 % above ``sigma*``: the boundary counts, so ``sigma*`` alone is no bound
 
 * ``tight``: the same guarantee with a localised bound (:func:`localised_bound`), within 8 % of
   ``sup_n ||K_n||_2`` on random and trained 16-channel kernels (``tests/test_operators.py``,
-  ``results/stability``), at three to five times the cost of ``provable`` (1.1x that of the earlier
-  65-frequency bound; ``make bench``). With
+  ``results/stability``), at about twice the cost of ``provable`` and about 0.8x that of the earlier
+  65-frequency bound (``make bench``). With
   ``A = K^T K`` and a partition of unity ``sum_j phi_j^2 = 1`` (the IMS localisation formula)
 
   .. math::
@@ -83,7 +83,11 @@ about 5 % above ``sigma*``: the boundary counts, so ``sigma*`` alone is no bound
   ``n >= 12`` take three windows (boundary windows of 5 samples), lengths ``7 ... 11`` two balanced
   windows of at most 7 samples, lengths ``2 ... 6`` their exact norms. Hence for every ``n >= 2``
   ``||K_n||_2^2 <= max(max(sigma*^2, beta_L(7)^2, beta_R(7)^2) + ||E||, max_{n <= 6} ||K_n||_2^2)``
-  (``beta`` grows with ``m``). Each top singular value is an eigenvalue of a Gram matrix.
+  (``beta`` grows with ``m``). Each top singular value is an eigenvalue of a Gram matrix, taken without
+  autograd and differentiated as ``||M x||`` at its top eigenvector. Most of the cost is the two ``7C x 7C``
+  boundary windows' eigenvalues: the short lengths are only checked against the bound of the longer ones by a
+  Cholesky factorisation of ``bound^2 I - K_n^T K_n`` (positive definite: no short norm exceeds it), and
+  computed exactly only where a factorisation fails, which gives the same value.
 
 Two implementations of ``K`` / ``K^T`` exist: a slicing path for one channel (a handful
 of fused elementwise operations) and ``conv1d`` for ``C > 1``; :func:`apply_k_reference`
@@ -199,15 +203,28 @@ GUARANTEED = ("provable", "tight")
 
 def symbol_peak(w: torch.Tensor, n_omega: int = _N_OMEGA) -> torch.Tensor:
     """Upper bound ``max_j sigma_max(K^(omega_j)) / cos(h / 2) >= sup_omega sigma_max(K^(omega))`` for
-    kernels ``(..., C, C, 3)`` (Szegő's argument in the module docstring)."""
+    kernels ``(..., C, C, 3)`` (Szegő's argument in the module docstring). The eigenvalues are taken without
+    autograd; the peak is differentiated as ``||K^(omega*) x||`` at the top eigenvector ``x`` of the peak
+    frequency ``omega*`` (the derivative of ``sigma_max``), so the backward pass needs no eigendecomposition of
+    every frequency's matrix."""
     omega = torch.linspace(0.0, math.pi, n_omega, dtype=w.dtype, device=w.device)
     ctype = torch.complex64 if w.dtype == torch.float32 else torch.complex128
     one = torch.ones_like(omega)
     taps = torch.stack([torch.polar(one, -omega), one.to(ctype), torch.polar(one, omega)], -1)
     symbol = torch.einsum("...abt,wt->...wab", w.to(ctype), taps)
-    # sigma_max^2 = lambda_max of the Hermitian Gram matrix: eigvalsh, about 1.3x faster than svdvals here
-    peak = torch.linalg.eigvalsh(symbol.mH @ symbol)[..., -1].amax(dim=-1).clamp_min(0.0).sqrt()
-    return peak / math.cos(0.5 * math.pi / (n_omega - 1))
+    scale = 1.0 / math.cos(0.5 * math.pi / (n_omega - 1))
+    with torch.no_grad():
+        # sigma_max^2 = lambda_max of the Hermitian Gram matrix: eigvalsh, about 1.3x faster than svdvals here
+        top, at = torch.linalg.eigvalsh(symbol.mH @ symbol)[..., -1].max(dim=-1)
+        peak = top.clamp_min(0.0).sqrt()
+        if not w.requires_grad:
+            return peak * scale
+        index = at[..., None, None, None].expand(*at.shape, 1, *symbol.shape[-2:])
+        star = torch.take_along_dim(symbol, index, dim=-3).squeeze(-3)
+        x = torch.linalg.eigh(star.mH @ star)[1][..., -1:]
+    star = torch.take_along_dim(symbol, index, dim=-3).squeeze(-3)
+    kx = (star @ x).abs().square().sum(dim=(-2, -1)).sqrt()
+    return (peak + kx - kx.detach()) * scale
 
 
 def _corner_excess(w: torch.Tensor) -> torch.Tensor:
@@ -267,25 +284,48 @@ def dense_k(w: torch.Tensor, n: int) -> torch.Tensor:
     return torch.einsum("tij,...abt->...iajb", shifts, w).reshape(*w.shape[:-3], n * c, n * c)
 
 
+def _gram(shifts: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``M^T M`` of ``M = sum_t A_t (x) W_t`` (``shifts`` ``A``: ``(3, p, q)``; kernels ``(..., C, C, 3)``), shaped
+    ``(..., q C, q C)``: ``sum_{t,s} A_t^T A_s (x) W_t^T W_s``, assembled from ``C x C`` products."""
+    q, c = shifts.shape[-1], w.shape[-2]
+    p_ts = torch.einsum("tki,skj->tsij", shifts, shifts)
+    h_ts = torch.einsum("...bat,...bcs->...tsac", w, w)
+    return torch.einsum("tsij,...tsac->...iajc", p_ts, h_ts).reshape(*w.shape[:-3], q * c, q * c)
+
+
 def _top_singular(shifts: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Largest singular value of ``M = sum_t A_t (x) W_t`` (``shifts`` ``A``: ``(3, p, q)``; kernels
-    ``(..., C, C, 3)``): the top eigenvalue of the Gram matrix ``sum_{t,s} A_t^T A_s (x) W_t^T W_s``
-    (assembled from ``C x C`` products, eigvalsh, no autograd), differentiated through ``||M x||`` at its
-    eigenvector ``x`` (three steps of inverse iteration): ``d sigma = y^T dM x`` as for the exact singular
-    vectors, without the full eigendecomposition that eigvalsh's own backward pass needs."""
+    ``(..., C, C, 3)``): the top eigenvalue of the Gram matrix (:func:`_gram`, eigvalsh, no autograd),
+    differentiated by :func:`_differentiated`."""
+    with torch.no_grad():
+        g = _gram(shifts, w)
+        top = torch.linalg.eigvalsh(g)[..., -1].clamp_min(0.0)
+    return _differentiated(shifts, w, g, top)
+
+
+def _differentiated(shifts: torch.Tensor, w: torch.Tensor, g: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """``sqrt(top)``, the largest singular value of ``M = sum_t A_t (x) W_t`` given its Gram matrix ``g`` and the
+    Gram matrix's top eigenvalue ``top``, differentiated through ``||M x||`` at the top eigenvector ``x`` (three
+    steps of inverse iteration with the Cholesky factor of the shifted Gram matrix, positive definite above its
+    top eigenvalue): ``d sigma = y^T dM x`` as for the exact singular vectors, without the full eigendecomposition
+    that eigvalsh's own backward pass needs."""
+    if not w.requires_grad:
+        return top.sqrt()
     q, c = shifts.shape[-1], w.shape[-2]
     with torch.no_grad():
-        p_ts = torch.einsum("tki,skj->tsij", shifts, shifts)
-        h_ts = torch.einsum("...bat,...bcs->...tsac", w, w)
-        g = torch.einsum("tsij,...tsac->...iajc", p_ts, h_ts).reshape(*w.shape[:-3], q * c, q * c)
-        top = torch.linalg.eigvalsh(g)[..., -1].clamp_min(0.0)
-        if not w.requires_grad:
-            return top.sqrt()
         eye = torch.eye(q * c, dtype=g.dtype, device=g.device)
-        lu = torch.linalg.lu_factor(g - (top * (1 + 1e-4) + 1e-30)[..., None, None] * eye)
+        shifted = (top * (1 + 1e-4) + 1e-30)[..., None, None] * eye - g
+        if g.is_cuda:  # no host synchronisation (a captured CUDA graph): the LU factors
+            factor = None
+        else:
+            factor, info = torch.linalg.cholesky_ex(shifted)
+            solve = lambda x: torch.cholesky_solve(x, factor)  # noqa: E731
+        if factor is None or bool((info != 0).any()):  # also where rounding at a degenerate top eigenvalue fails it
+            lu = torch.linalg.lu_factor(shifted)
+            solve = lambda x: torch.linalg.lu_solve(*lu, x)  # noqa: E731
         x = torch.ones_like(g[..., :1])
         for _ in range(3):
-            x = torch.linalg.lu_solve(*lu, x)
+            x = solve(x)
             x = x / x.norm(dim=-2, keepdim=True).clamp_min(1e-30)
     mx = torch.einsum("tij,...abt,...jb->...ia", shifts, w, x.reshape(*w.shape[:-3], q, c))
     rayleigh = mx.flatten(-2).norm(dim=-1)
@@ -298,10 +338,41 @@ def _exact_short(w: torch.Tensor) -> torch.Tensor:
                         for n in range(2, _TRANSITION + 3)], -1).amax(-1)
 
 
+def _with_short_norms(w: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """``max(bound, max_{2 <= n <= _TRANSITION + 2} ||K_n||_2)`` for kernels ``(..., C, C, 3)``. Where the Cholesky
+    factorisation of ``(1 - slack) bound^2 I - K_n^T K_n`` succeeds, that matrix is positive definite, so
+    ``||K_n||_2 < bound`` (the slack covers the factorisation's rounding) and the bound stands for that length; the
+    exact norm (:func:`_top_singular`) is computed only for the kernel sets and lengths where a factorisation fails.
+    The value is that of the exact norms of every set and length, at a fraction of their cost."""
+    if w.is_cuda:  # no data-dependent shapes (a captured CUDA graph): every exact norm, batched
+        return torch.maximum(bound, _exact_short(w))
+    flat, top = w.reshape(-1, *w.shape[-3:]), bound.reshape(-1)
+    for n in range(2, _TRANSITION + 3):
+        shifts = _shifts(n, n, n, w.dtype, w.device)
+        with torch.no_grad():
+            size = n * w.shape[-2]
+            slack = 16 * size * torch.finfo(w.dtype).eps
+            eye = torch.eye(size, dtype=w.dtype, device=w.device)
+            shifted = ((1 - slack) * top.square())[:, None, None] * eye - _gram(shifts, flat)
+            failed = (torch.linalg.cholesky_ex(shifted)[1] != 0).nonzero().squeeze(-1)
+        if failed.numel():
+            top = top.index_put((failed,), torch.maximum(top[failed], _top_singular(shifts, flat[failed])))
+    return top.reshape(bound.shape)
+
+
 def _window_norm(w: torch.Tensor, m: int) -> torch.Tensor:
-    """``beta(m)``: the norm of ``K`` restricted to signals supported on the first ``m`` samples of a signal of
-    length ``n >= m + 2`` (rows ``0 ... m`` of its matrix; the same for every such ``n``)."""
-    return _top_singular(_shifts(m + 2, m + 1, m, w.dtype, w.device), w)
+    """``max(beta_L(m), beta_R(m))`` for kernels ``(..., C, C, 3)``: ``beta_L(m)`` is the norm of ``K`` restricted to
+    signals supported on the first ``m`` samples of a signal of length ``n >= m + 2`` (rows ``0 ... m`` of its matrix;
+    the same for every such ``n``), ``beta_R(m)`` the same at the last ``m`` samples (the mirrored kernel's
+    ``beta_L``). Both sides' eigenvalues in one call; only the larger side is differentiated."""
+    shifts = _shifts(m + 2, m + 1, m, w.dtype, w.device)
+    sides = torch.stack([w, w.flip(-1)])
+    with torch.no_grad():
+        g = _gram(shifts, sides)
+        top, side = torch.linalg.eigvalsh(g)[..., -1].clamp_min(0.0).max(dim=0)
+        pick = lambda t: torch.take_along_dim(t, side.reshape(1, *side.shape, *[1] * (t.dim() - side.dim() - 1)), 0)[0]  # noqa: E731
+        g = pick(g)
+    return _differentiated(shifts, pick(sides), g, top)
 
 
 def _transition_excess(w: torch.Tensor, r: int) -> torch.Tensor:
@@ -324,11 +395,11 @@ def localised_bound(w: torch.Tensor, peak: torch.Tensor | None = None,
     ``peak``: :func:`symbol_peak` of ``w`` where the caller has it; ``corner``: the provable rule's
     ``sigma*^2 + max(q_L, q_R)`` (valid from ``n = 4``), taken for the longer signals where it is smaller."""
     peak = symbol_peak(w) if peak is None else peak
-    beta = _window_norm(torch.stack([w, w.flip(-1)]), _WINDOW).amax(0)  # left and right boundary, one call
+    beta = _window_norm(w, _WINDOW)  # left and right boundary, one call
     long = torch.sqrt(torch.maximum(peak, beta) ** 2 + _transition_excess(w, _TRANSITION))
     if corner is not None:
         long = torch.minimum(long, torch.sqrt(corner))
-    return torch.maximum(long, _exact_short(w))
+    return _with_short_norms(w, long)
 
 
 def paper_bound(w: torch.Tensor) -> torch.Tensor:
@@ -340,7 +411,7 @@ def paper_bound(w: torch.Tensor) -> torch.Tensor:
 def provable_bound(w: torch.Tensor, tight: bool = False) -> torch.Tensor:
     """``nu >= ||K||_2`` for every ``n >= 3``, one per kernel set ``(..., C, C, 3)``: the Schur bound, and for
     ``C > 1`` the smaller of it and :func:`fourier_bound` (rule ``provable``), and also of :func:`localised_bound`
-    (``tight``: within 8 % of ``max_n ||K_n||_2``, three to five times the cost)."""
+    (``tight``: within 8 % of ``max_n ||K_n||_2``, about twice the cost)."""
     bound = norm_bound(w)
     if w.shape[-2] > 1 and tight:  # with the provable rule's bounds where they are smaller (difference-like kernels)
         peak = symbol_peak(w)
