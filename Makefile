@@ -9,6 +9,7 @@ JOBS       ?= 2
 THREADS    ?= 1
 LOGGER     ?= wandb
 RESULTS    ?= results
+FIG9       ?= fig9
 EXTRA      ?=
 ENGINE     ?= runs
 PYTEST_ARGS ?=
@@ -69,14 +70,14 @@ reproduce-fig6-paper: $(STAMP) ## Fig. 6 under the paper's protocol (profile pap
 reproduce-early-stop: $(STAMP) ## what profile=paper's early stop costs: 8 runs of Figs. 5/6 for the full 2000 epochs into results/early-stop (about an hour; resumes)
 	$(SWEEP) early-stop
 
-reproduce-fig9: $(STAMP) ## Fig. 9 (EED inpainting: FMG net, U-net, single grid, CG) into results/fig9 (PROFILE=quick|paper)
+reproduce-fig9: $(STAMP) ## Fig. 9 (EED inpainting: FMG net, U-net, single grid, CG) into results/fig9 (PROFILE=long|paper: results/fig9-long, -paper)
 	$(REPRODUCE) fig9 $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
 
-evaluate-fig9: $(STAMP) ## re-measure the stored Fig. 9 networks against the CG solver, then rebuild its table and figure
-	$(PY) -m numnet.evaluate_inpainting $(RESULTS)/fig9 --threads $(THREADS)
+evaluate-fig9: $(STAMP) ## re-measure the stored Fig. 9 networks against the CG solver, then rebuild its table and figure (FIG9=fig9-long: that profile's)
+	$(PY) -m numnet.evaluate_inpainting $(RESULTS)/$(FIG9) --threads $(THREADS)
 
-report-fig9: $(STAMP) ## rebuild results/fig9 table and figure from its stored measurements
-	$(PY) -m numnet.report.fig9 $(RESULTS)/fig9
+report-fig9: $(STAMP) ## rebuild results/fig9 table and figure from its stored measurements (FIG9=fig9-long: that profile's)
+	$(PY) -m numnet.report.fig9 $(RESULTS)/$(FIG9)
 
 report-fig5: $(STAMP) ## rebuild results/fig5 tables and figure from the stored run summaries
 	$(PY) -m numnet.report.fig5 $(RESULTS)/fig5

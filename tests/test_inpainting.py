@@ -289,3 +289,23 @@ def test_he_init_keeps_a_deep_stack_spatially_informative():
     assert spread["default"] < 0.2 < spread["he"]
     with pytest.raises(ValueError, match="init"):
         build_inpainter("unet", init="xavier")
+
+
+def test_each_longer_profile_has_its_own_results_folder(tmp_path):
+    """The default profile (and smoke) write results/fig9; long and paper write beside it, so a longer run never
+    replaces the default profile's committed results, and the report reads every one of them."""
+    from numnet.artefacts.fig9 import results_folder
+    from numnet.config import choices
+
+    assert {p: results_folder(p) for p in choices("inpaint_profile")} == {
+        "long": "fig9-long", "paper": "fig9-paper", "quick": "fig9", "smoke": "fig9"}
+    from numnet.report.overview import _fig9
+
+    assert _fig9(tmp_path)[0].startswith("| Fig. 9 |") and "not reproduced yet" in _fig9(tmp_path)[0]
+    metrics = REPO / "results" / "fig9" / "metrics.csv"
+    for name, profile in (("fig9", "quick"), ("fig9-long", "long")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_text(metrics.read_text())
+        (tmp_path / name / "PROVENANCE.json").write_text(json.dumps({"profile": profile}))
+    rows = _fig9(tmp_path)
+    assert len(rows) == 6 and sum("| long |" in r and "(fig9-long/fig9.png)" in r for r in rows) == 3

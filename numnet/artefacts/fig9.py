@@ -1,4 +1,5 @@
-"""Reproduce Fig. 9 (Sec. 7.2.3) into ``results/fig9/``: ``make reproduce-fig9 [PROFILE=paper]``.
+"""Reproduce Fig. 9 (Sec. 7.2.3) into ``results/fig9/``: ``make reproduce-fig9 [PROFILE=long|paper]`` (those two
+profiles into ``results/fig9-long/`` and ``results/fig9-paper/``, beside the default quick profile's).
 
 1. the Hydra multirun ``python -m numnet.inpaint -m inpaint_model=fmg,single_grid,unet`` (joblib
    jobs in parallel). As for the denoising sweeps (``numnet.reproduce``), ``fig9/.sweep-in-progress.json``
@@ -25,17 +26,25 @@ from numnet.runs import end_sweep, launch_sweep, start_sweep
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
 
 
+def results_folder(profile: str) -> str:
+    """The folder below the results root that a profile's Fig. 9 goes to: its yaml's ``folder`` (``fig9-long``,
+    ``fig9-paper``), else ``fig9`` (the default quick profile, and smoke)."""
+    path = CONFIG_DIR / "inpaint_profile" / f"{profile}.yaml"
+    return str(OmegaConf.load(path).get("folder", "fig9")) if path.exists() else "fig9"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="quick", help=f"one of {choices('inpaint_profile')}")
     ap.add_argument("--jobs", type=int, default=2, help="parallel training jobs (joblib launcher)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
     ap.add_argument("--logger", default="wandb", help=f"one of {choices('logger')}")
-    ap.add_argument("--results", default="results", help="results root; Fig. 9 goes to <results>/fig9")
+    ap.add_argument("--results", default="results",
+                    help="results root; Fig. 9 goes to <results>/fig9 (profiles long and paper: fig9-long, fig9-paper)")
     ap.add_argument("--extra", default="", help="further Hydra overrides")
     args = ap.parse_args(argv)
     try:
-        out = Path(args.results) / "fig9"
+        out = Path(args.results) / results_folder(args.profile)
         check_sweep_args(args.profile, "inpaint_profile", args.logger, args.jobs, args.threads, out)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -191,16 +191,22 @@ def _early_stop(root: Path) -> list[str]:
 
 
 def _fig9(root: Path) -> list[str]:
+    """Fig. 9's findings from each profile's folder that holds measurements (``fig9``, ``fig9-long``, ``fig9-paper``)."""
     import pandas as pd
 
     from numnet.report.fig9 import findings_fig9
 
-    p = root / "fig9" / "metrics.csv"
-    if not p.exists():
-        return ["| Fig. 9 | FMG net and U-net approximate EED inpainting, the single-grid net does not | not reproduced yet | | | |"]
-    prov = json.loads((root / "fig9" / "PROVENANCE.json").read_text()) if (root / "fig9" / "PROVENANCE.json").exists() else {}
-    return [f"| Fig. 9 | {f['paper']} | {f['ours']} | {prov.get('profile', '?')} | {_yes(f['holds'])} | "
-            f"[fig9.png](fig9/fig9.png) |" for f in findings_fig9(pd.read_csv(p))]
+    rows = []
+    for name in ("fig9", "fig9-long", "fig9-paper"):
+        p = root / name / "metrics.csv"
+        if not p.exists():
+            continue
+        prov_path = root / name / "PROVENANCE.json"
+        prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+        rows += [f"| Fig. 9 | {f['paper']} | {f['ours']} | {prov.get('profile', '?')} | {_yes(f['holds'])} | "
+                 f"[fig9.png]({name}/fig9.png) |" for f in findings_fig9(pd.read_csv(p))]
+    return rows or ["| Fig. 9 | FMG net and U-net approximate EED inpainting, the single-grid net does not | "
+                    "not reproduced yet | | | |"]
 
 
 def _stability(root: Path) -> list[str]:
