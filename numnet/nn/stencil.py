@@ -65,7 +65,7 @@ about 5 % above ``sigma*``: the boundary counts, so ``sigma*`` alone is no bound
 
 * ``tight``: the same guarantee with a localised bound (:func:`localised_bound`), within 8 % of
   ``sup_n ||K_n||_2`` on random and trained 16-channel kernels (``tests/test_operators.py``,
-  ``results/stability``), at about twice the cost of ``provable`` and about 0.8x that of the earlier
+  ``results/stability``), at about 2.4 times the cost of ``provable`` and 0.8x that of the earlier
   65-frequency bound (``make bench``). With
   ``A = K^T K`` and a partition of unity ``sum_j phi_j^2 = 1`` (the IMS localisation formula)
 
@@ -411,7 +411,7 @@ def paper_bound(w: torch.Tensor) -> torch.Tensor:
 def provable_bound(w: torch.Tensor, tight: bool = False) -> torch.Tensor:
     """``nu >= ||K||_2`` for every ``n >= 3``, one per kernel set ``(..., C, C, 3)``: the Schur bound, and for
     ``C > 1`` the smaller of it and :func:`fourier_bound` (rule ``provable``), and also of :func:`localised_bound`
-    (``tight``: within 8 % of ``max_n ||K_n||_2``, about twice the cost)."""
+    (``tight``: within 8 % of ``max_n ||K_n||_2``, about 2.4 times the cost)."""
     bound = norm_bound(w)
     if w.shape[-2] > 1 and tight:  # with the provable rule's bounds where they are smaller (difference-like kernels)
         peak = symbol_peak(w)
