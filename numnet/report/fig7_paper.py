@@ -45,10 +45,12 @@ def headline_rows(folder: Path) -> list[dict]:
     rule's test set where recorded), the paper's number, within target."""
     runs = collect(folder / "runs")
     nets = runs[(runs.status == "complete") & (runs.model != "classical")]
+    histories = {s.run: s.history or [] for s in read_summaries(folder / "runs")}
     return [{"activation": r.activation, "normalisation": r.normalisation, "test_psnr": float(r.test_psnr),
              "pooled": None if pd.isna(r.test_psnr_pooled) else float(r.test_psnr_pooled),
              "keep": (_rule_evaluation(folder, r.run, "keep") or {}).get("test_psnr"),
              "paper": PAPER_FIG7[r.activation], "epochs": r.epochs, "profile": r.profile, "seed": r.seed,
+             "val_by_80": _best_within(histories.get(r.run, []), 80),
              "holds": r.normalisation == "paper" and abs(r.test_psnr - PAPER_FIG7[r.activation]) <= TARGET_DB}
             for r in nets.itertuples()]
 
@@ -149,6 +151,12 @@ def write_fig7_paper(folder: str | Path) -> pd.DataFrame:
     return runs
 
 
+def _best_within(history: list[dict], epochs: int) -> float | None:
+    """The best validation PSNR of the first ``epochs`` epochs; ``None`` if the run stopped before."""
+    within = [h["val_psnr"] for h in history if h["epoch"] < epochs]
+    return max(within) if len(within) >= epochs else None
+
+
 #: epochs at which the curves are read against the paper's numbers (fixed in advance, not fitted)
 CURVE_EPOCHS = (40, 80, 120, 160)
 
@@ -164,10 +172,10 @@ def _curve_lines(summaries: dict, ours: pd.DataFrame) -> list[str]:
         paper = PAPER_FIG7[r.activation]
         row = {"activation": LABELS[r.activation], "paper [dB]": f"{paper:.2f}"}
         for e in CURVE_EPOCHS:
-            within = [h["val_psnr"] for h in hist if h["epoch"] < e]
-            row[f"best in {e} epochs [dB]"] = f"{max(within):.2f}" if len(within) >= e else ""
-            if len(within) >= e:
-                gaps[e].append(max(within) - paper)
+            best = _best_within(hist, e)
+            row[f"best in {e} epochs [dB]"] = "" if best is None else f"{best:.2f}"
+            if best is not None:
+                gaps[e].append(best - paper)
         best = max(hist, key=lambda h: h["val_psnr"])
         row["first epoch at the paper's number"] = next((str(h["epoch"]) for h in hist if h["val_psnr"] >= paper), "")
         row["best [dB] (epoch)"] = f"{best['val_psnr']:.2f} ({best['epoch']})"

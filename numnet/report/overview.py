@@ -149,6 +149,8 @@ def _fig7_paper(root: Path) -> list[str]:
         rows.append(f"| Fig. 7, paper's protocol | SymResNet, 20 blocks, C = 16, {r['activation']}: {r['paper']} dB (paper) | "
                     f"{r['test_psnr']:.2f} dB" + ("" if r["pooled"] is None else f" (pooled {r['pooled']:.2f})") +
                     ("" if r["keep"] is None else f"; {r['keep']:.2f} on a test set with short last segments kept") +
+                    ("" if r["normalisation"] != "paper" or r["val_by_80"] is None else
+                     f"; best validation PSNR in its first 80 epochs {r['val_by_80']:.2f} dB") +
                     f", {r['normalisation']} normalisation, {r['epochs']} epochs | "
                     f"{r['profile']}, seed {r['seed']} | "
                     f"{verdict} | [curves.png](fig7-paper/curves.png) |")
