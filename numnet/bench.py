@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from numnet.models import build_model
 from numnet.nn.activations import flux_function
-from numnet.nn.stencil import apply_k_reference, apply_kt_reference, norm_bound, paper_bound, provable_bound
+from numnet.nn.normalisation import norm_bound, paper_bound, provable_bound
+from numnet.nn.stencil import apply_k_reference, apply_kt_reference
 from numnet.report.artefact import write_artefact
 from numnet.runs import provenance
 

@@ -5,7 +5,8 @@ import torch
 from numnet.models import MODELS, DuFortFrankelNet, FSINet, ResNet, SymResNet, build_model
 from numnet.nn.activations import build_flux
 from numnet.nn.blocks import diffusion_step
-from numnet.nn.stencil import apply_kt, normalise
+from numnet.nn.normalisation import normalise
+from numnet.nn.stencil import apply_kt
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

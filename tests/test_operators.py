@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from numnet.nn.stencil import (
+from numnet.nn.normalisation import (
     NORMALISATIONS,
     dense_k,
     localised_bound,
@@ -10,14 +10,10 @@ from numnet.nn.stencil import (
     paper_bound,
     provable_bound,
     symbol_peak,
-    apply_k,
-    apply_k_reference,
-    apply_kt,
-    apply_kt_reference,
     norm_bound,
     normalise,
-    stencil_matrix,
 )
+from numnet.nn.stencil import apply_k, apply_k_reference, apply_kt, apply_kt_reference, stencil_matrix
 
 SHAPES = [(1, 7), (1, 256), (3, 11), (16, 64)]
 
@@ -157,13 +153,13 @@ def test_tight_bound_is_tighter_than_the_provable_one_on_random_16_channel_kerne
 def test_tight_bound_is_differentiated_through_the_top_singular_vectors(gen):
     """The pieces of the bound (eigenvalues without autograd, ``||M x||`` at the top eigenvector) against autograd
     through dense matrix norms of the same matrices: values and gradients."""
-    from numnet.nn import stencil
+    from numnet.nn import normalisation
 
     w = torch.randn(4, 4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     for n, rows, cols in ((5, 5, 5), (9, 8, 7)):
-        shifts = stencil._shifts(n, rows, cols, w.dtype, w.device)
-        dense = stencil.dense_k(w, n)[..., : rows * 4, : cols * 4]
-        ours = stencil._top_singular(shifts, w)
+        shifts = normalisation._shifts(n, rows, cols, w.dtype, w.device)
+        dense = normalisation.dense_k(w, n)[..., : rows * 4, : cols * 4]
+        ours = normalisation._top_singular(shifts, w)
         ref = torch.linalg.matrix_norm(dense, 2)
         assert float(ours) == pytest.approx(float(ref), rel=1e-12)
         g_ours, g_ref = torch.autograd.grad(ours, w)[0], torch.autograd.grad(ref, w)[0]
@@ -173,14 +169,14 @@ def test_tight_bound_is_differentiated_through_the_top_singular_vectors(gen):
 def test_short_norms_are_certified_or_computed_exactly(gen):
     """``max(bound, ||K_n||_2 for n <= 6)`` by Cholesky certificates: equal to the exact norms, values and gradients,
     whether every set is certified (a bound above the short norms), none is (a bound far below them) or some are."""
-    from numnet.nn import stencil
+    from numnet.nn import normalisation
 
     w = torch.randn(6, 5, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    exact = stencil._exact_short(w)
+    exact = normalisation._exact_short(w)
     scale = torch.tensor([1.5, 0.2, 1.001, 0.999, 3.0, 0.9999], dtype=torch.float64)
     for factor in (scale, torch.full_like(scale, 2.0), torch.full_like(scale, 0.1)):
         bound = (exact.detach() * factor).requires_grad_(True)
-        ours = stencil._with_short_norms(w, bound)
+        ours = normalisation._with_short_norms(w, bound)
         ref = torch.maximum(bound, exact)
         assert torch.allclose(ours, ref, rtol=1e-12, atol=0)
         weights = torch.arange(1.0, 7.0, dtype=torch.float64)

@@ -5,7 +5,8 @@ import torch
 from numnet.models import DuFortFrankelNet, SymResNet
 from numnet.nn.activations import build_flux
 from numnet.nn.blocks import diffusion_step, dufort_frankel_step
-from numnet.nn.stencil import apply_k, apply_kt, normalise, stencil_matrix
+from numnet.nn.normalisation import normalise
+from numnet.nn.stencil import apply_k, apply_kt, stencil_matrix
 
 ACTS = ["relu", "charbonnier", "perona_malik"]
 

@@ -4,7 +4,7 @@ import torch
 
 from numnet.config import ConfigError, compose_config, validate
 from numnet.models import build_model
-from numnet.nn.stencil import normalise
+from numnet.nn.normalisation import normalise
 from numnet.tasks.denoising import DenoisingTask
 from numnet.train import run_identity
 

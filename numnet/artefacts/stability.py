@@ -28,7 +28,8 @@ from numnet.data.signals import make_splits
 from numnet.evaluate import CheckpointError, load_model
 from numnet.report.collect import best_of_seeds, collect
 from numnet.report.sweep import ACTS, ARCHS, LABELS
-from numnet.nn.stencil import GUARANTEED, dense_k, provable_bound, spectral_norm
+from numnet.nn.normalisation import GUARANTEED, dense_k, provable_bound
+from numnet.nn.stencil import spectral_norm
 from numnet.models.stability import lipschitz_ratios, norm_ratio
 from numnet.runs import git_commit, machine, write_json_atomic
 

@@ -79,7 +79,8 @@ def theorem2(out: Path, lines: list[str]) -> None:
               "<= 1) and after the paper's rescaling (`model.normalisation=paper`: each block by its absolute kernel "
               "sum, then 1/sqrt(C)), random kernels U[-0.1, 0.1], reflecting boundaries, n = 32, 5 seeds:", "",
               "| C | provable rule: max ‖K‖₂ | paper's rule: ‖K‖₂ (5 seeds) |", "|---|---|---|"]
-    from numnet.nn.stencil import normalise, stencil_matrix
+    from numnet.nn.normalisation import normalise
+    from numnet.nn.stencil import stencil_matrix
 
     for c in (1, 4, 16):
         ours = []

@@ -10,7 +10,7 @@ Numerical parameters are trainable but constrained by reparametrisation, so that
 value the optimiser can reach satisfies the stability condition the paper derives, given
 ``||K||_2 <= 1``. The provable normalisation (``normalisation="provable"``) guarantees that; the
 paper's rule, the default because it is the model the paper trains, does not (Sec. 3.3,
-:mod:`numnet.nn.stencil`; :meth:`Denoiser1D.condition_ratios` measures what is left):
+:mod:`numnet.nn.normalisation`; :meth:`Denoiser1D.condition_ratios` measures what is left):
 
 * symmetric ResNet: ``tau = (2/L) sigmoid(t)`` -- Eq. (14) with ``||K||_2 <= 1``;
 * Du Fort--Frankel: ``alpha = L/4 + softplus(a)`` -- Eq. (56); ``tau = softplus(t) > 0``;
@@ -30,7 +30,8 @@ from numnet.nn import coefficients as co
 from numnet.nn.activations import Flux, build_flux
 from numnet.nn.blocks import dufort_frankel_weights, resnet_step, two_step_block
 from numnet.nn.coefficients import TwoStep
-from numnet.nn.stencil import check_normalisation, normalise, spectral_norm
+from numnet.nn.normalisation import check_normalisation, normalise
+from numnet.nn.stencil import spectral_norm
 
 __all__ = ["Denoiser1D", "TwoStepNet", "ResNet", "SymResNet", "DuFortFrankelNet", "FSINet"]
 
@@ -68,7 +69,7 @@ class Denoiser1D(nn.Module):
         normalisation: str = "paper",
     ) -> None:
         super().__init__()
-        #: rule that rescales the kernels (Sec. 3.3, :func:`numnet.nn.stencil.normalise`): ``paper`` or ``provable``
+        #: rule that rescales the kernels (Sec. 3.3, :func:`numnet.nn.normalisation.normalise`): ``paper`` or ``provable``
         self.normalisation = check_normalisation(normalisation)
         self.depth = _check_positive_int("depth", depth)
         self.channels = _check_positive_int("channels", channels)

@@ -21,8 +21,8 @@ numba-compiled calls with gradients derived by hand. With ``g = dL/du^{k+1}`` (t
         + \langle K_k g \odot \Phi'(s), S_t u^k\rangle\big).
 
 The kernels enter raw: ``w / (nu(w) + eps)`` is applied inside, with ``nu`` the paper's row sum
-``sum_t |w_t|`` or the provable bound ``sqrt(R S)`` of :func:`numnet.nn.stencil.norm_bound` (one channel:
-:func:`numnet.nn.stencil.normalise`), and its gradient is chained by hand (ties of the maxima split
+``sum_t |w_t|`` or the provable bound ``sqrt(R S)`` of :func:`numnet.nn.normalisation.norm_bound` (one channel:
+:func:`numnet.nn.normalisation.normalise`), and its gradient is chained by hand (ties of the maxima split
 the gradient in halves, as ``torch.maximum`` does).
 
 Layout for speed: every loop over a signal has its two boundary samples peeled off, so the
@@ -60,10 +60,10 @@ __all__ = ["HAVE_NUMBA", "FLUX_CODES", "StepViews", "FusedStep", "fused_flux", "
 
 #: flux name -> code of the kernel specialisation
 FLUX_CODES = {"relu": 0, "charbonnier": 1, "perona_malik": 2, "linear": 3}
-#: normalisation rule (:data:`numnet.nn.stencil.NORMALISATIONS`) -> code of the kernel specialisation
+#: normalisation rule (:data:`numnet.nn.normalisation.NORMALISATIONS`) -> code of the kernel specialisation
 NORM_CODES = {"paper": 0, "provable": 1, "tight": 1}  # one channel: both guaranteed rules take the Schur bound
 
-#: ``eps`` of :func:`numnet.nn.stencil.normalise`
+#: ``eps`` of :func:`numnet.nn.normalisation.normalise`
 _EPS = 1e-12
 
 if HAVE_NUMBA:
@@ -666,7 +666,7 @@ def fused_two_step(u0: torch.Tensor, w: torch.Tensor, idx: np.ndarray, coef_a: t
     """``u^{k+1} = a_k u^k - b_k K_k^T Phi(K_k u^k) + c_k u^{k-1}`` (``u^{-1} := u^0``) for ``D`` blocks on
     ``u0`` (N, 1, n), ``n >= 3``: the symmetric ResNet (1, tau, 0), Du Fort--Frankel (Eq. 20) and FSI
     (Eq. 21). ``w`` holds the raw one-channel kernel sets (S, ..., 3); block ``k`` applies set
-    ``idx[k]``, normalised as :func:`numnet.nn.stencil.normalise` does by the rule ``normalisation``."""
+    ``idx[k]``, normalised as :func:`numnet.nn.normalisation.normalise` does by the rule ``normalisation``."""
     if not HAVE_NUMBA:
         raise RuntimeError("the fused kernel needs numba")
     if u0.shape[-1] < 3:

@@ -17,7 +17,7 @@ Eager autograd spends about two thirds of a 16-channel step in ``conv1d`` and it
 shapes (``C = 16``, width 3); the same products as plain matrix products run about twice as fast, and the
 graph of some thirty small operations per block disappears. ``make bench`` measures it.
 
-The kernels enter normalised (any rule of :func:`numnet.nn.stencil.normalise`, differentiated by autograd
+The kernels enter normalised (any rule of :func:`numnet.nn.normalisation.normalise`, differentiated by autograd
 outside), and the coefficients ``a, b, c`` and contrast parameters ``lambda`` per block as tensors: the
 architecture's own coefficient maps stay in torch.
 """

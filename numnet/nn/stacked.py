@@ -24,7 +24,7 @@ from torch import nn
 
 from numnet.nn import coefficients as co
 from numnet.nn.activations import flux_function
-from numnet.nn.stencil import normalise
+from numnet.nn.normalisation import normalise
 
 __all__ = ["StackedTwoStep", "stack_key"]
 

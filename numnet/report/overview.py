@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from numnet.report.artefact import report_main
-from numnet.nn.stencil import GUARANTEED
+from numnet.nn.normalisation import GUARANTEED
 from numnet.report.collect import best_of_seeds, collect
 from numnet.report.fig5 import findings, paper_comparison
 

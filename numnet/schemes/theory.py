@@ -12,7 +12,8 @@ import torch
 
 from numnet.nn.activations import build_flux
 from numnet.nn.blocks import diffusion_step
-from numnet.nn.stencil import apply_k, forward_difference, normalise, stencil_matrix
+from numnet.nn.normalisation import normalise
+from numnet.nn.stencil import apply_k, forward_difference, stencil_matrix
 from numnet.schemes.acceleration import FSIScheme, fsi_stopping_time
 from numnet.schemes.explicit import ExplicitDiffusion
 from numnet.schemes.fas import DiffusionOperator, fas_cycle, hierarchy, smooth
