@@ -178,7 +178,9 @@ def _write_table(folder: Path, everything: pd.DataFrame, metrics: pd.DataFrame, 
     lines += _sparser_lines(everything, info, summaries)
     if profile != "paper":
         lines += ["## How far this profile is from the paper's protocol", "",
-                  f"Profile `{profile}` trains each network for a few thousand steps on {_training_data(summaries)}, "
+                  f"Profile `{profile}` trains each network for "
+                  f"{' / '.join(str(n) for n in sorted({s.steps for s in summaries.values()}))} Adam steps on "
+                  f"{_training_data(summaries)}, "
                   "where the paper trains on 1000 ImageNet images to convergence; the networks are therefore further "
                   "from the EED solution than the paper's. `make reproduce-fig9 PROFILE=paper` trains much longer.", ""]
     lines += ["## Training", "", "| method | steps | best validation step | validation residual | wall [s] |",
