@@ -47,6 +47,13 @@ def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+def fig9_folder(profile: str) -> str:
+    """The folder below the results root that an inpainting profile's Fig. 9 goes to: its yaml's ``folder``
+    (``fig9-long``, ``fig9-paper``), else ``fig9`` (the default quick profile, and smoke)."""
+    path = CONFIG_DIR / "inpaint_profile" / f"{profile}.yaml"
+    return str(OmegaConf.load(path).get("folder", "fig9")) if path.exists() else "fig9"
+
+
 def _num(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key)
 

@@ -294,10 +294,9 @@ def test_he_init_keeps_a_deep_stack_spatially_informative():
 def test_each_longer_profile_has_its_own_results_folder(tmp_path):
     """The default profile (and smoke) write results/fig9; long and paper write beside it, so a longer run never
     replaces the default profile's committed results, and the report reads every one of them."""
-    from numnet.artefacts.fig9 import results_folder
-    from numnet.config import choices
+    from numnet.config import choices, fig9_folder
 
-    assert {p: results_folder(p) for p in choices("inpaint_profile")} == {
+    assert {p: fig9_folder(p) for p in choices("inpaint_profile")} == {
         "long": "fig9-long", "paper": "fig9-paper", "quick": "fig9", "smoke": "fig9"}
     from numnet.report.overview import _fig9
 

@@ -18,19 +18,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices
+from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, fig9_folder
 from numnet.evaluate_inpainting import evaluate_fig9
 from numnet.inpaint import learning_rate
 from numnet.runs import end_sweep, launch_sweep, start_sweep
 
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
-
-
-def results_folder(profile: str) -> str:
-    """The folder below the results root that a profile's Fig. 9 goes to: its yaml's ``folder`` (``fig9-long``,
-    ``fig9-paper``), else ``fig9`` (the default quick profile, and smoke)."""
-    path = CONFIG_DIR / "inpaint_profile" / f"{profile}.yaml"
-    return str(OmegaConf.load(path).get("folder", "fig9")) if path.exists() else "fig9"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra", default="", help="further Hydra overrides")
     args = ap.parse_args(argv)
     try:
-        out = Path(args.results) / results_folder(args.profile)
+        out = Path(args.results) / fig9_folder(args.profile)
         check_sweep_args(args.profile, "inpaint_profile", args.logger, args.jobs, args.threads, out)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -139,12 +139,11 @@ def symbol_peak(w: torch.Tensor, n_omega: int = _N_OMEGA) -> torch.Tensor:
         # sigma_max^2 = lambda_max of the Hermitian Gram matrix: eigvalsh, about 1.3x faster than svdvals here
         top, at = torch.linalg.eigvalsh(symbol.mH @ symbol)[..., -1].max(dim=-1)
         peak = top.clamp_min(0.0).sqrt()
-        if not w.requires_grad:
-            return peak * scale
-        index = at[..., None, None, None].expand(*at.shape, 1, *symbol.shape[-2:])
-        star = torch.take_along_dim(symbol, index, dim=-3).squeeze(-3)
-        x = torch.linalg.eigh(star.mH @ star)[1][..., -1:]
-    star = torch.take_along_dim(symbol, index, dim=-3).squeeze(-3)
+    if not w.requires_grad:
+        return peak * scale
+    index = at[..., None, None, None].expand(*at.shape, 1, *symbol.shape[-2:])
+    star = torch.take_along_dim(symbol, index, dim=-3).squeeze(-3)  # the peak frequency's symbol
+    x = torch.linalg.eigh((star.mH @ star).detach())[1][..., -1:]
     kx = (star @ x).abs().square().sum(dim=(-2, -1)).sqrt()
     return (peak + kx - kx.detach()) * scale
 
@@ -237,12 +236,12 @@ def _differentiated(shifts: torch.Tensor, w: torch.Tensor, g: torch.Tensor, top:
     with torch.no_grad():
         eye = torch.eye(q * c, dtype=g.dtype, device=g.device)
         shifted = (top * (1 + 1e-4) + 1e-30)[..., None, None] * eye - g
-        if g.is_cuda:  # no host synchronisation (a captured CUDA graph): the LU factors
-            factor = None
-        else:
+        solve = None
+        if not g.is_cuda:  # on CUDA no host synchronisation (a captured CUDA graph): the LU factors
             factor, info = torch.linalg.cholesky_ex(shifted)
-            solve = lambda x: torch.cholesky_solve(x, factor)  # noqa: E731
-        if factor is None or bool((info != 0).any()):  # also where rounding at a degenerate top eigenvalue fails it
+            if not bool((info != 0).any()):  # rounding at a degenerate top eigenvalue can fail it: LU then
+                solve = lambda x: torch.cholesky_solve(x, factor)  # noqa: E731
+        if solve is None:
             lu = torch.linalg.lu_factor(shifted)
             solve = lambda x: torch.linalg.lu_solve(*lu, x)  # noqa: E731
         x = torch.ones_like(g[..., :1])

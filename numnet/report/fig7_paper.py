@@ -176,10 +176,10 @@ def _curve_lines(summaries: dict, ours: pd.DataFrame) -> list[str]:
             row[f"best in {e} epochs [dB]"] = "" if best is None else f"{best:.2f}"
             if best is not None:
                 gaps[e].append(best - paper)
-        best = max(hist, key=lambda h: h["val_psnr"])
+        top = max(hist, key=lambda h: h["val_psnr"])
         row["first epoch at the paper's number"] = next((str(h["epoch"]) for h in hist if h["val_psnr"] >= paper), "")
-        row["best [dB] (epoch)"] = f"{best['val_psnr']:.2f} ({best['epoch']})"
-        row["test - validation at best [dB]"] = f"{r.test_psnr - best['val_psnr']:+.2f}"
+        row["best [dB] (epoch)"] = f"{top['val_psnr']:.2f} ({top['epoch']})"
+        row["test - validation at best [dB]"] = f"{r.test_psnr - top['val_psnr']:+.2f}"
         rows.append(row)
     if not rows:
         return []

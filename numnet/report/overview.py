@@ -193,13 +193,15 @@ def _early_stop(root: Path) -> list[str]:
 
 
 def _fig9(root: Path) -> list[str]:
-    """Fig. 9's findings from each profile's folder that holds measurements (``fig9``, ``fig9-long``, ``fig9-paper``)."""
+    """Fig. 9's findings from each profile's folder that holds measurements (``fig9``, ``fig9-long``, ``fig9-paper``:
+    :func:`numnet.config.fig9_folder`)."""
     import pandas as pd
 
+    from numnet.config import choices, fig9_folder
     from numnet.report.fig9 import findings_fig9
 
     rows = []
-    for name in ("fig9", "fig9-long", "fig9-paper"):
+    for name in sorted({fig9_folder(p) for p in choices("inpaint_profile")}):
         p = root / name / "metrics.csv"
         if not p.exists():
             continue
