@@ -32,14 +32,14 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("norm_tag", norm_tag)
 
 
-def compose_config(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
-    """The ``train`` config with ``overrides``, composed outside a Hydra run (without the ``hydra`` node unless
-    ``return_hydra_config``: the sweep grid and folder)."""
+def compose_config(*overrides: str, return_hydra_config: bool = False, name: str = "train") -> DictConfig:
+    """The config ``name`` (``train``, or ``inpaint`` for Fig. 9) with ``overrides``, composed outside a Hydra run
+    (without the ``hydra`` node unless ``return_hydra_config``: the sweep grid and folder)."""
     from hydra import compose, initialize_config_dir
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
+        return compose(name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def choices(group: str) -> list[str]:

@@ -45,6 +45,11 @@ def learning_rate(cfg: DictConfig) -> float:
     return float(cfg.inpaint_profile.lr if own is None else own)
 
 
+def lr_schedule(cfg: DictConfig) -> str:
+    """Adam's step-size schedule: the profile's ``lr_schedule``, ``constant`` where it names none."""
+    return str(OmegaConf.select(cfg, "inpaint_profile.lr_schedule", default="constant"))
+
+
 def validate_inpaint(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key and the allowed range, before any compute."""
     from numnet.models.inpainting import INPAINT_MODELS, build_inpainter
@@ -71,6 +76,17 @@ def validate_inpaint(cfg: DictConfig) -> None:
         raise ConfigError(f"loss.squared_warmup must be an integer >= 0 (steps), got {warm!r}")
     if not cfg.inpaint_profile.lr > 0:
         raise ConfigError(f"inpaint_profile.lr must be > 0, got {cfg.inpaint_profile.lr}")
+    from numnet.data.images import TRAIN_SETS
+    from numnet.tasks.inpainting import LR_SCHEDULES
+
+    if cfg.data.train_set not in TRAIN_SETS:
+        raise ConfigError(f"data.train_set must be one of {sorted(TRAIN_SETS)}, got {cfg.data.train_set!r}")
+    every = cfg.checkpoint_every_s
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
+        raise ConfigError(f"checkpoint_every_s must be a number of seconds >= 0 (0: no resume checkpoint), got {every!r}")
+
+    if lr_schedule(cfg) not in LR_SCHEDULES:
+        raise ConfigError(f"inpaint_profile.lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule(cfg)!r}")
     own = OmegaConf.select(cfg, "inpaint_model.lr")
     if own is not None and (isinstance(own, bool) or not isinstance(own, (int, float)) or not own > 0):
         raise ConfigError(f"inpaint_model.lr must be a number > 0 or null (the profile's), got {own!r}")
@@ -106,44 +122,59 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from numnet.data.images import TRAIN_IMAGES, VAL_IMAGES, CropStream, crop_bank, random_masks
+    from numnet.data.images import TRAIN_SETS, VAL_IMAGES, CropStream, crop_bank, random_masks
     from numnet.models.inpainting import build_inpainter
     from numnet.models.weights import save_weights
     from numnet.runs import provenance
     from numnet.tasks.inpainting import InpaintingTask
     from numnet.runs import close_loggers, quiet_lightning
+    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
 
     t0 = time.perf_counter()
     quiet_lightning()
     torch.set_num_threads(int(cfg.threads))
     p, d = cfg.inpaint_profile, cfg.data
-    stream = CropStream(TRAIN_IMAGES, int(p.batch_size), int(d.crop), int(d.data_seed) + 1000 * int(cfg.seed),
+    train_images = TRAIN_SETS[str(d.train_set)]
+    stream = CropStream(train_images, int(p.batch_size), int(d.crop), int(d.data_seed) + 1000 * int(cfg.seed),
                         max(1, int(p.n_crops) // int(p.batch_size)), float(d.synthetic), float(d.max_scale))
     val = crop_bank(VAL_IMAGES, int(d.n_val), int(d.crop), int(d.data_seed) + 1)
     val_masks = random_masks(val.shape, float(d.density), torch.Generator().manual_seed(int(d.data_seed) + 2))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = build_inpainter(cfg.inpaint_model.name, **model_kwargs(cfg))
     task = InpaintingTask(model, lr=learning_rate(cfg), density=float(d.density), eed=eed_params(cfg),
-                          squared_warmup=int(cfg.loss.squared_warmup))
+                          squared_warmup=int(cfg.loss.squared_warmup), lr_schedule=lr_schedule(cfg))
     name = f"{cfg.inpaint_model.name}-s{cfg.seed}"
+    identity = run_identity(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        resume = read_resume(out_dir, identity)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if resume is not None:
+        print(f"[numnet] resume {out_dir} from its checkpoint", flush=True)
+    callbacks = []
+    if float(cfg.checkpoint_every_s) > 0:  # at the end of a Lightning epoch (n_crops / batch_size steps)
+        callbacks.append(ResumeCheckpoint(out_dir, identity, stream, float(cfg.checkpoint_every_s)))
     loggers = _loggers(cfg, out_dir, name)
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_steps=int(p.steps), max_epochs=-1,
-        logger=loggers or False,
-        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+        logger=loggers or False, callbacks=callbacks,
+        enable_checkpointing=bool(callbacks), enable_model_summary=False, enable_progress_bar=False,
         num_sanity_val_steps=0, log_every_n_steps=50, default_root_dir=str(out_dir),
         **_val_schedule(int(p.val_every), int(p.n_crops) // int(p.batch_size), int(p.steps)),
     )
     try:
-        trainer.fit(task, train_dataloaders=stream,
-                    val_dataloaders=_OneBatch(val, val_masks))
+        trainer.fit(task, train_dataloaders=stream, val_dataloaders=_OneBatch(val, val_masks), ckpt_path=resume)
+        wall = time.perf_counter() - t0
+        earlier = [c.earlier_s for c in callbacks]
         summary = {
             "status": "complete", "name": name, "artefact": cfg.artefact, "profile": p.name,
             "model": cfg.inpaint_model.name, "seed": int(cfg.seed), "params": model.n_params(),
-            "steps": int(trainer.global_step), "best_step": task.best_step, "train_images": list(TRAIN_IMAGES),
+            "steps": int(trainer.global_step), "best_step": task.best_step, "train_images": list(train_images),
             "metrics": {"val_residual": task.best_val,
                         "val_psnr": next((h["val_psnr"] for h in task.history if h["step"] == task.best_step), None)},
-            "history": task.history, "wall_s": round(time.perf_counter() - t0, 3),
+            "history": task.history, "wall_s": round(wall, 3), "resumed": resume is not None,
+            # over all sittings of a resumed run (`wall_s`: this sitting alone); None where unknown
+            "wall_s_total": None if None in earlier else round(wall + sum(earlier), 3),
             "config": OmegaConf.to_container(cfg, resolve=True), "provenance": provenance(),
         }
         save_weights(out_dir / "model.pt", cfg.inpaint_model.name, model_kwargs(cfg), model.state_dict(),

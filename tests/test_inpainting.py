@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from numnet.models.inpainting import FMG_ORDER, FMGNet, build_inpainter, initial_guess, prolong, restrict
+from numnet.models.inpainting import FMG_ORDER, FMGNet, InpaintUNet, build_inpainter, initial_guess, prolong, restrict
 from numnet.schemes.eed import mean_abs_residual
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,7 +117,10 @@ def test_each_network_takes_its_own_learning_rate_or_the_profiles():
 @pytest.mark.parametrize("override,message", [("inpaint_model=vit", "inpaint_model"), ("data.crop=30", "data.crop"),
                                               ("data.density=0", "data.density"), ("inpaint_profile.steps=0", "steps"),
                                               ("eed.lam=-1", "eed.lam"), ("loss.squared_warmup=-5", "loss.squared_warmup"),
-                                              ("inpaint_model.lr=-1", "inpaint_model.lr")])
+                                              ("inpaint_model.lr=-1", "inpaint_model.lr"),
+                                              ("+inpaint_profile.lr_schedule=linear", "lr_schedule"),
+                                              ("data.train_set=imagenet", "data.train_set"),
+                                              ("checkpoint_every_s=-1", "checkpoint_every_s")])
 def test_inpaint_config_errors_are_one_line_before_compute(override, message, tmp_path):
     r = subprocess.run([sys.executable, "-m", "numnet.inpaint", override, "inpaint_profile=smoke", "logger=none",
                         f"output_root={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -200,18 +203,21 @@ def test_training_data_are_offline_and_deterministic(monkeypatch):
     synthetic images repeat exactly with a seed and differ with another; the held-out images are not trained on."""
     import socket
 
-    from numnet.data.images import (FURTHER_TEST_IMAGES, TEST_IMAGE, TRAIN_IMAGES, VAL_IMAGES, CropStream, load_grey,
-                                    synthetic_images, test_image)
+    from numnet.data.images import (FURTHER_TEST_IMAGES, TEST_IMAGE, TRAIN_IMAGES, TRAIN_SETS, VAL_IMAGES, CropStream,
+                                    load_grey, synthetic_images, test_image)
 
     def no_network(*args, **kwargs):
         raise AssertionError("an image was fetched from the network")
 
     monkeypatch.setattr(socket, "socket", no_network)
-    for name in TRAIN_IMAGES + VAL_IMAGES + (TEST_IMAGE,) + FURTHER_TEST_IMAGES:
+    trained = {n for names in TRAIN_SETS.values() for n in names}
+    for name in sorted(trained) + list(VAL_IMAGES + (TEST_IMAGE,) + FURTHER_TEST_IMAGES):
         img = load_grey(name)
         assert img.dim() == 2 and float(img.min()) >= 0 and float(img.max()) <= 255.001 and float(img.max()) > 100, name
     held_out = set(VAL_IMAGES) | {TEST_IMAGE} | set(FURTHER_TEST_IMAGES)
-    assert not held_out & set(TRAIN_IMAGES)
+    assert not held_out & trained and TRAIN_SETS["mix"] == TRAIN_IMAGES
+    left, right = load_grey("motorcycle_left"), load_grey("motorcycle_right")  # the stereo pair's two views
+    assert left.shape == right.shape and not torch.equal(left, right)
     assert all(test_image(n).shape == (1, 1, 256, 256) for n in (TEST_IMAGE, *FURTHER_TEST_IMAGES))
     a, b, c = (list(CropStream(TRAIN_IMAGES, 4, 32, seed, epoch=6)) for seed in (0, 0, 1))
     assert len(a) == 6 and all(x.shape == (4, 1, 32, 32) for x in a)
@@ -308,3 +314,36 @@ def test_each_longer_profile_has_its_own_results_folder(tmp_path):
         (tmp_path / name / "PROVENANCE.json").write_text(json.dumps({"profile": profile}))
     rows = _fig9(tmp_path)
     assert len(rows) == 6 and sum("| long |" in r and "(fig9-long/fig9.png)" in r for r in rows) == 3
+
+
+@pytest.mark.integration
+def test_cosine_schedule_takes_adam_from_its_step_size_to_zero_over_the_run():
+    """``lr_schedule="cosine"``: the step size at step ``k`` of ``n`` is ``lr (1 + cos(pi k / n)) / 2``, read from the
+    optimiser inside a Lightning fit; ``constant`` keeps ``lr``; an unknown schedule is refused."""
+    import pytorch_lightning as pl
+
+    from numnet.tasks.inpainting import InpaintingTask, cosine_factor
+
+    assert cosine_factor(0, 8) == 1.0 and cosine_factor(4, 8) == pytest.approx(0.5) and cosine_factor(9, 8) == 0.0
+    x = torch.linspace(0, 1, 16)
+    img = (120 + 100 * torch.sin(5 * x)[:, None] * torch.cos(3 * x)[None, :]).expand(2, 1, 16, 16).contiguous()
+    seen = {}
+    for schedule in ("constant", "cosine"):
+        torch.manual_seed(0)
+        task = InpaintingTask(InpaintUNet(widths=(4, 4, 4)), lr=1e-2, lr_schedule=schedule)
+        lrs = []
+
+        class Record(pl.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+        trainer = pl.Trainer(accelerator="cpu", max_steps=8, max_epochs=-1, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                             callbacks=[Record()])
+        trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader([img] * 8, batch_size=None))
+        seen[schedule] = lrs
+    assert seen["constant"] == pytest.approx([1e-2] * 8)
+    assert seen["cosine"] == pytest.approx([1e-2 * cosine_factor(k, 8) for k in range(8)])
+    assert seen["cosine"][4] == pytest.approx(5e-3)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        InpaintingTask(InpaintUNet(), lr_schedule="linear")

@@ -134,3 +134,41 @@ def test_ctrl_c_stops_a_run_with_one_line_and_status_130(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines() == [err.strip()] and "interrupted" in err
     assert ckpt.exists() and not (tmp_path / "run" / "summary.json").exists()
+
+
+def _inpaint_cfg(*overrides):
+    return compose_config("inpaint_profile=smoke", "logger=none", "inpaint_model=unet", "inpaint_model.widths=[4,4,4]",
+                          "inpaint_profile.steps=8", "inpaint_profile.n_crops=4", "inpaint_profile.val_every=2",
+                          "+inpaint_profile.lr_schedule=cosine", "data.crop=16", "data.n_val=2", *overrides,
+                          name="inpaint")
+
+
+def test_interrupted_inpainting_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    """Fig. 9's runs resume too: the crop stream, the training masks, Adam's state, the cosine schedule and the
+    validation record come back, so the resumed run ends with the uninterrupted run's history and weights."""
+    from numnet.inpaint import execute as inpaint
+    from numnet.tasks.inpainting import InpaintingTask
+
+    straight = inpaint(_inpaint_cfg("checkpoint_every_s=0"), tmp_path / "a")  # 4 epochs of 2 steps
+    cfg = _inpaint_cfg("checkpoint_every_s=1e-9")
+    with monkeypatch.context() as m:
+        original = InpaintingTask.on_train_epoch_start
+
+        def stop(self):
+            if self.current_epoch == 2:
+                raise RuntimeError("interrupted")
+            return original(self)
+
+        m.setattr(InpaintingTask, "on_train_epoch_start", stop, raising=False)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            inpaint(cfg, tmp_path / "b")
+    assert (tmp_path / "b" / RESUME_FILE).is_file()
+    resumed = inpaint(cfg, tmp_path / "b")
+    assert resumed["resumed"] and not straight["resumed"] and resumed["steps"] == straight["steps"] == 8
+    assert resumed["wall_s_total"] > resumed["wall_s"]
+    assert not (tmp_path / "b" / RESUME_FILE).exists()
+    assert [h["step"] for h in resumed["history"]] == [2, 4, 6, 8]
+    assert resumed["history"] == straight["history"] and resumed["metrics"] == straight["metrics"]
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     lrs = {m: learning_rate(OmegaConf.create({"inpaint_profile": prof, "inpaint_model": OmegaConf.load(
         CONFIG_DIR / "inpaint_model" / f"{m}.yaml")})) for m in MODELS.split(",")}
     settings = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
-                "n_crops": prof.n_crops, "lr": lrs,
+                "n_crops": prof.n_crops, "lr": lrs, "lr_schedule": prof.get("lr_schedule", "constant"),
                 "seeds": [0], "threads": args.threads}
     try:  # an interrupted invocation resumes; a finished one is redone (its runs move to previous-runs/)
         start_sweep(out, {"profile": args.profile, "extra": args.extra}, "fig9")

@@ -7,6 +7,11 @@ installed packages, plus synthetic images, with fresh random crops every step:
   not used) and matplotlib's sample data (a photograph, two renderings, an MRI slice, an elevation model);
 * synthetic images drawn on the fly: piecewise constant shapes (rectangles and ellipses of random grey values
   over a linear ramp: edges, EED's favourite case) and smooth textures (sums of random plane waves);
+* two named training sets (:data:`TRAIN_SETS`, ``data.train_set``): ``mix``, every one of those images, and
+  ``photos``, the natural photographs among them that no evaluation uses (``chelsea`` and the two views of
+  ``stereo_motorcycle``). Measured (U-net, 6000 steps, cosine step size from 1e-2, validation residual on the
+  held-out ``coins`` and ``clock``): 0.427 from ``photos`` against 0.535 from ``mix`` (0.532 without its
+  synthetic share); the test image ``astronaut`` itself gave 0.458, ``chelsea`` alone 0.472, ``rocket`` alone 0.562;
 * each crop from a random image at a random scale (a window of 1 to 2 crop sides, area-averaged to the crop
   side), rotated by a random multiple of 90 degrees and mirrored at random (:class:`CropStream`).
 
@@ -25,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TRAIN_IMAGES", "LEGACY_TRAIN_IMAGES", "VAL_IMAGES", "TEST_IMAGE", "FURTHER_TEST_IMAGES", "load_grey", "test_image",
+__all__ = ["TRAIN_IMAGES", "PHOTO_TRAIN_IMAGES", "TRAIN_SETS", "LEGACY_TRAIN_IMAGES", "VAL_IMAGES", "TEST_IMAGE", "FURTHER_TEST_IMAGES", "load_grey", "test_image",
            "crop_bank", "random_masks", "CropStream", "synthetic_images"]
 
 #: training images: scikit-image names, and ``matplotlib:<file>`` for matplotlib's sample data
@@ -33,10 +38,17 @@ TRAIN_IMAGES = ("brick", "cell", "chelsea", "checkerboard", "colorwheel", "grass
                 "hubble_deep_field", "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina",
                 "rocket", "shepp_logan_phantom", "text", "matplotlib:Minduka_Present_Blue_Pack.png",
                 "matplotlib:logo2.png", "matplotlib:s1045.ima.gz", "matplotlib:jacksboro_fault_dem.npz")
+#: natural photographs that no evaluation uses (the test and validation images are photographs too)
+PHOTO_TRAIN_IMAGES = ("chelsea", "motorcycle_left", "motorcycle_right")
+#: the named training sets (``data.train_set``): ``mix`` (every image, of every kind, that ships offline and is not
+#: held out) and ``photos`` (:data:`PHOTO_TRAIN_IMAGES`)
+TRAIN_SETS = {"mix": TRAIN_IMAGES, "photos": PHOTO_TRAIN_IMAGES}
 #: the training images of the fixed crop bank that runs recorded before the crop stream used
 LEGACY_TRAIN_IMAGES = ("camera", "moon", "chelsea", "coffee", "rocket", "brick", "grass", "gravel", "cell",
                        "hubble_deep_field", "immunohistochemistry", "page", "text")
 VAL_IMAGES = ("coins", "clock")
+#: the views of ``skimage.data.stereo_motorcycle``, loadable by these names
+STEREO = ("motorcycle_left", "motorcycle_right")
 TEST_IMAGE = "astronaut"
 #: further held-out test images (beyond the paper's one)
 FURTHER_TEST_IMAGES = ("camera", "coffee", "matplotlib:grace_hopper.jpg")
@@ -73,9 +85,12 @@ def load_grey(name: str) -> torch.Tensor:
     from skimage import data
     from skimage.color import rgb2gray
 
-    if not hasattr(data, name):
+    if name in STEREO:  # the two views of scikit-image's stereo pair
+        img = np.asarray(data.stereo_motorcycle()[STEREO.index(name)])
+    elif not hasattr(data, name):
         raise ValueError(f"scikit-image ships no image {name!r}")
-    img = np.asarray(getattr(data, name)())
+    else:
+        img = np.asarray(getattr(data, name)())
     if img.ndim == 3:
         img = rgb2gray(img[..., :3]) * 255.0
     elif img.dtype == bool or (img.dtype.kind == "f" and img.max() <= 1.0):  # masks and [0, 1] floats
@@ -172,6 +187,13 @@ class CropStream:
 
     def __len__(self) -> int:
         return self.epoch
+
+    def state_dict(self) -> dict:
+        """The generator's state: a resumed run draws the same crops as an uninterrupted one."""
+        return {"generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])
 
     def _crop(self) -> torch.Tensor:
         g, size = self.gen, self.size

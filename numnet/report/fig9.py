@@ -76,12 +76,21 @@ def _training_data(summaries: dict) -> str:
     data = [s.config["data"] for s in summaries.values()]
     if all("synthetic" in d for d in data):
         share = sorted({float(d["synthetic"]) for d in data})
-        return ("crops drawn afresh every step from the offline images and synthetic ones (share "
+        sets = sorted({d.get("train_set", "mix") for d in data})  # runs recorded before the sets: every image
+        images = sorted(set().union(*(trained_on(s.record) for s in summaries.values())))
+        return (f"crops drawn afresh every step from the offline training set {' and '.join(f'`{x}`' for x in sets)} "
+                f"({len(images)} images: {', '.join(f'`{x}`' for x in images)}) and synthetic ones (share "
                 f"{', '.join(f'{x:.0%}' for x in share)}; `numnet.data.images.CropStream`)")
     from numnet.data.images import LEGACY_TRAIN_IMAGES
 
     return (f"a fixed bank of crops of {len(LEGACY_TRAIN_IMAGES)} scikit-image images (the runs were recorded before "
             "the crop stream of `numnet.data.images`)")
+
+
+def _schedule(summaries: dict) -> str:
+    """Adam's step-size schedule of the recorded runs (runs recorded before the schedules: constant)."""
+    sched = sorted({str(s.config["inpaint_profile"].get("lr_schedule", "constant")) for s in summaries.values()})
+    return "step size " + " and ".join("constant" if x == "constant" else "falling to 0 along a cosine" for x in sched)
 
 
 def _trend(*series: list[float]) -> str:
@@ -179,7 +188,8 @@ def _write_table(folder: Path, everything: pd.DataFrame, metrics: pd.DataFrame, 
     if profile != "paper":
         lines += ["## How far this profile is from the paper's protocol", "",
                   f"Profile `{profile}` trains each network for "
-                  f"{' / '.join(str(n) for n in sorted({s.steps for s in summaries.values()}))} Adam steps on "
+                  f"{' / '.join(str(n) for n in sorted({s.steps for s in summaries.values()}))} Adam steps "
+                  f"({_schedule(summaries)}) on "
                   f"{_training_data(summaries)}, "
                   "where the paper trains on 1000 ImageNet images to convergence; the networks are therefore further "
                   "from the EED solution than the paper's. `make reproduce-fig9 PROFILE=paper` trains much longer.", ""]
