@@ -128,7 +128,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from numnet.runs import provenance
     from numnet.tasks.inpainting import InpaintingTask
     from numnet.runs import close_loggers, quiet_lightning
-    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
+    from numnet.tasks.checkpoint import resume_setup
 
     t0 = time.perf_counter()
     quiet_lightning()
@@ -144,16 +144,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     task = InpaintingTask(model, lr=learning_rate(cfg), density=float(d.density), eed=eed_params(cfg),
                           squared_warmup=int(cfg.loss.squared_warmup), lr_schedule=lr_schedule(cfg))
     name = f"{cfg.inpaint_model.name}-s{cfg.seed}"
-    identity = run_identity(OmegaConf.to_container(cfg, resolve=True))
-    try:
-        resume = read_resume(out_dir, identity)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if resume is not None:
-        print(f"[numnet] resume {out_dir} from its checkpoint", flush=True)
-    callbacks = []
-    if float(cfg.checkpoint_every_s) > 0:  # at the end of a Lightning epoch (n_crops / batch_size steps)
-        callbacks.append(ResumeCheckpoint(out_dir, identity, stream, float(cfg.checkpoint_every_s)))
+    # a checkpoint at the end of a Lightning epoch (n_crops / batch_size steps), at most every checkpoint_every_s
+    resume, callbacks = resume_setup(out_dir, run_identity(OmegaConf.to_container(cfg, resolve=True)), stream,
+                                     float(cfg.checkpoint_every_s))
     loggers = _loggers(cfg, out_dir, name)
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_steps=int(p.steps), max_epochs=-1,

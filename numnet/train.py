@@ -192,7 +192,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from numnet.data.signals import TensorBatches
-    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
+    from numnet.tasks.checkpoint import ResumeCheckpoint, resume_setup
 
     t0 = time.perf_counter()
     quiet_lightning()
@@ -201,17 +201,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     # chunks of `steps_per_batch` minibatches: one Adam step per minibatch inside the task
     train_batches = TensorBatches(data["train"], int(p.batch_size) * int(cfg.trainer.steps_per_batch),
                                   shuffle=True, seed=int(cfg.seed))
-    identity = run_identity(OmegaConf.to_container(cfg, resolve=True))
-    try:
-        resume = read_resume(out_dir, identity)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if resume is not None:
-        print(f"[numnet] resume {out_dir} from its checkpoint", flush=True)
+    resume, callbacks = resume_setup(out_dir, run_identity(OmegaConf.to_container(cfg, resolve=True)), train_batches,
+                                     float(cfg.trainer.checkpoint_every_s))
     loggers = _loggers(cfg, out_dir, run_name(cfg))
-    callbacks = []
-    if float(cfg.trainer.checkpoint_every_s) > 0:
-        callbacks.append(ResumeCheckpoint(out_dir, identity, train_batches, float(cfg.trainer.checkpoint_every_s)))
     if cfg.trainer.progress_bar:
         from numnet.tasks.progress import EpochProgressBar
 

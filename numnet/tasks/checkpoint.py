@@ -21,7 +21,7 @@ import torch
 
 from numnet.runs import RESUME_FILE
 
-__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume", "stored_identity"]
+__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume", "stored_identity", "resume_setup"]
 
 
 class ResumeCheckpoint(pl.callbacks.Checkpoint):
@@ -85,3 +85,18 @@ def stored_identity(path: str | os.PathLike) -> tuple[Any, dict]:
         return ckpt["callbacks"][ResumeCheckpoint.__qualname__]["identity"], ckpt
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise ValueError(f"{path} is unreadable ({type(exc).__name__})") from None
+
+
+def resume_setup(out_dir: str | os.PathLike, identity: Any, batches, every_s: float) -> tuple[Path | None, list]:
+    """For a run about to train in ``out_dir``: the checkpoint to resume from (:func:`read_resume`; ``None``: train
+    from the start) and the callbacks that write the next ones (none when ``every_s`` is 0). An unusable checkpoint
+    is a :class:`numnet.config.ConfigError`, raised before any compute."""
+    from numnet.config import ConfigError
+
+    try:
+        resume = read_resume(out_dir, identity)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if resume is not None:
+        print(f"[numnet] resume {out_dir} from its checkpoint", flush=True)
+    return resume, [ResumeCheckpoint(out_dir, identity, batches, every_s)] if every_s > 0 else []
