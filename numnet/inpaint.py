@@ -52,7 +52,9 @@ def lr_schedule(cfg: DictConfig) -> str:
 
 def validate_inpaint(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key and the allowed range, before any compute."""
+    from numnet.data.images import TRAIN_SETS
     from numnet.models.inpainting import INPAINT_MODELS, build_inpainter
+    from numnet.tasks.inpainting import LR_SCHEDULES
 
     name = cfg.inpaint_model.name
     if name not in INPAINT_MODELS:
@@ -76,15 +78,11 @@ def validate_inpaint(cfg: DictConfig) -> None:
         raise ConfigError(f"loss.squared_warmup must be an integer >= 0 (steps), got {warm!r}")
     if not cfg.inpaint_profile.lr > 0:
         raise ConfigError(f"inpaint_profile.lr must be > 0, got {cfg.inpaint_profile.lr}")
-    from numnet.data.images import TRAIN_SETS
-    from numnet.tasks.inpainting import LR_SCHEDULES
-
     if cfg.data.train_set not in TRAIN_SETS:
         raise ConfigError(f"data.train_set must be one of {sorted(TRAIN_SETS)}, got {cfg.data.train_set!r}")
     every = cfg.checkpoint_every_s
     if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 0:
         raise ConfigError(f"checkpoint_every_s must be a number of seconds >= 0 (0: no resume checkpoint), got {every!r}")
-
     if lr_schedule(cfg) not in LR_SCHEDULES:
         raise ConfigError(f"inpaint_profile.lr_schedule must be one of {list(LR_SCHEDULES)}, got {lr_schedule(cfg)!r}")
     own = OmegaConf.select(cfg, "inpaint_model.lr")

@@ -10,9 +10,10 @@ installed packages, plus synthetic images, with fresh random crops every step:
 * two named training sets (:data:`TRAIN_SETS`, ``data.train_set``): ``mix``, every one of those images, and
   ``photos``, the natural photographs among them that no evaluation uses (``chelsea`` and the two views of
   ``stereo_motorcycle``). Measured (U-net, 6000 steps, cosine step size from 1e-2, validation residual on the
-  held-out ``coins`` and ``clock``): 0.427 and 0.450 (two seeds) from ``photos`` against 0.535 from ``mix`` (0.532
-  without its synthetic share, 0.531 with random contrast, 0.548 keeping the busier half of twice the crops);
-  ``chelsea`` alone gave 0.472, ``rocket`` alone 0.562, and, as a check only, the test image itself 0.458;
+  held-out ``coins`` and ``clock``): 0.427 and 0.450 (two seeds) from ``photos`` against 0.535 from ``mix`` (0.5315
+  without its synthetic share or with random contrast, 0.548 keeping the busier half of twice the crops);
+  ``chelsea`` alone gave 0.472, ``rocket`` alone 0.562, and, as a check only, the test image itself 0.458
+  (``results/fig9-probes``);
 * each crop from a random image at a random scale (a window of 1 to 2 crop sides, area-averaged to the crop
   side), rotated by a random multiple of 90 degrees and mirrored at random (:class:`CropStream`).
 
