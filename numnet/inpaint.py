@@ -126,7 +126,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from numnet.runs import provenance
     from numnet.tasks.inpainting import InpaintingTask
     from numnet.runs import close_loggers, quiet_lightning
-    from numnet.tasks.checkpoint import resume_setup
+    from numnet.tasks.checkpoint import resume_setup, wall_total
 
     t0 = time.perf_counter()
     quiet_lightning()
@@ -156,7 +156,6 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     try:
         trainer.fit(task, train_dataloaders=stream, val_dataloaders=_OneBatch(val, val_masks), ckpt_path=resume)
         wall = time.perf_counter() - t0
-        earlier = [c.earlier_s for c in callbacks]
         summary = {
             "status": "complete", "name": name, "artefact": cfg.artefact, "profile": p.name,
             "model": cfg.inpaint_model.name, "seed": int(cfg.seed), "params": model.n_params(),
@@ -165,7 +164,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                         "val_psnr": next((h["val_psnr"] for h in task.history if h["step"] == task.best_step), None)},
             "history": task.history, "wall_s": round(wall, 3), "resumed": resume is not None,
             # over all sittings of a resumed run (`wall_s`: this sitting alone); None where unknown
-            "wall_s_total": None if None in earlier else round(wall + sum(earlier), 3),
+            "wall_s_total": wall_total(callbacks, wall),
             "config": OmegaConf.to_container(cfg, resolve=True), "provenance": provenance(),
         }
         save_weights(out_dir / "model.pt", cfg.inpaint_model.name, model_kwargs(cfg), model.state_dict(),

@@ -192,7 +192,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     import pytorch_lightning as pl
 
     from numnet.data.signals import TensorBatches
-    from numnet.tasks.checkpoint import ResumeCheckpoint, resume_setup
+    from numnet.tasks.checkpoint import ResumeCheckpoint, resume_setup, wall_total
 
     t0 = time.perf_counter()
     quiet_lightning()
@@ -229,7 +229,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         _fit(trainer, task, train_batches, resume)
         model.to("cpu")
         return _finish(cfg, out_dir, model, task, data, trainer.current_epoch, resume is not None,
-                       time.perf_counter() - t0, _wall_total(callbacks, time.perf_counter() - t0), loggers)
+                       time.perf_counter() - t0, wall_total(callbacks, time.perf_counter() - t0), loggers)
     finally:
         close_loggers(loggers)
 
@@ -279,7 +279,7 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
     import pytorch_lightning as pl
 
     from numnet.runs import RESUME_FILE, write_json_atomic
-    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume
+    from numnet.tasks.checkpoint import ResumeCheckpoint, read_resume, wall_total
     from numnet.tasks.packed import PackedDenoising
     from numnet.tasks.stacked import StackedDenoising
 
@@ -309,7 +309,7 @@ def train_pack(cfgs: list[DictConfig], out_dirs: list[Path], overrides: list[lis
         cfg, out_dir = cfgs[m], out_dirs[m]
         name = run_name(cfg)
         wall = round(time.perf_counter() - t0, 3)
-        total = _wall_total(callbacks, wall)
+        total = wall_total(callbacks, wall)
         if error is not None:
             summaries[m] = failed_summary(cfg, name, f"{type(error).__name__}: {error}", wall, engine="packed")
             write_json_atomic(out_dir / "summary.json", summaries[m])
@@ -385,11 +385,6 @@ def _log_wandb_extras(logger, model, test, summary: dict) -> None:
         "test/psnr": summary["metrics"]["test_psnr"],
         **{f"stability/{k}": v for k, v in summary["stability"].items()},
     })
-
-
-def _wall_total(callbacks: list, this_sitting: float) -> float | None:
-    earlier = [getattr(c, "earlier_s", 0.0) for c in callbacks if hasattr(c, "earlier_s")]
-    return None if None in earlier else round(this_sitting + sum(earlier), 3)
 
 
 def run_identity(config: dict) -> dict:

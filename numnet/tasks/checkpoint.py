@@ -21,7 +21,7 @@ import torch
 
 from numnet.runs import RESUME_FILE
 
-__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume", "stored_identity", "resume_setup"]
+__all__ = ["RESUME_FILE", "ResumeCheckpoint", "read_resume", "stored_identity", "resume_setup", "wall_total"]
 
 
 class ResumeCheckpoint(pl.callbacks.Checkpoint):
@@ -100,3 +100,9 @@ def resume_setup(out_dir: str | os.PathLike, identity: Any, batches, every_s: fl
     if resume is not None:
         print(f"[numnet] resume {out_dir} from its checkpoint", flush=True)
     return resume, [ResumeCheckpoint(out_dir, identity, batches, every_s)] if every_s > 0 else []
+
+
+def wall_total(callbacks: list, this_sitting: float) -> float | None:
+    """Seconds over all sittings of a run: this one and those its resume checkpoint recorded (``None``: unknown)."""
+    earlier = [getattr(c, "earlier_s", 0.0) for c in callbacks if hasattr(c, "earlier_s")]
+    return None if None in earlier else round(this_sitting + sum(earlier), 3)
