@@ -97,9 +97,18 @@ def validate_inpaint(cfg: DictConfig) -> None:
         raise ConfigError(f"logger={cfg.logger.name!r} is unknown; choose one of {choices('logger')}")
 
 
+#: keys added to the config after runs were recorded, with the value that computes what those runs computed
+ADDED_KEYS = {("inpaint_model", "norm"): "none", ("data", "train_set"): "mix"}
+
+
 def run_identity(config: dict) -> dict:
-    """What a run computes (not how it runs or logs)."""
-    return {k: config.get(k) for k in ("inpaint_model", "inpaint_profile", "eed", "loss", "data", "seed")}
+    """What a run computes (not how it runs or logs). A key of :data:`ADDED_KEYS` at its value counts as absent,
+    so that runs recorded before the key existed are the same runs."""
+    ident = {k: config.get(k) for k in ("inpaint_model", "inpaint_profile", "eed", "loss", "data", "seed")}
+    for (group, key), value in ADDED_KEYS.items():
+        if isinstance(ident[group], dict) and ident[group].get(key) == value:
+            ident[group] = {k: v for k, v in ident[group].items() if k != key}
+    return ident
 
 
 def _loggers(cfg: DictConfig, out_dir: Path, name: str):

@@ -297,6 +297,45 @@ def test_he_init_keeps_a_deep_stack_spatially_informative():
         build_inpainter("unet", init="xavier")
 
 
+def test_unet_with_batch_norm_starts_at_the_initial_guess_and_evaluates_each_image_alone():
+    """``norm="batch"``: a normalisation after each of the ten 3 x 3 convolutions; the net still starts at ``u0``,
+    and in evaluation mode (as :func:`numnet.models.weights.load_weights` returns it) an image's result does not
+    depend on the others in its batch; a bad name is refused."""
+    torch.manual_seed(0)
+    net = build_inpainter("unet", widths=(4, 6, 8), norm="batch")
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 10
+    f, c = torch.rand(3, 1, 16, 16) * 255, (torch.rand(3, 1, 16, 16) < 0.3).float()
+    assert torch.allclose(net(f * c, c), initial_guess(f * c, c))
+    torch.nn.init.normal_(net.out.weight)
+    net(f * c, c)  # one training-mode pass moves the running statistics
+    net.eval()
+    assert torch.allclose(net(f * c, c)[:1], net(f[:1] * c[:1], c[:1]), atol=1e-4)
+    with pytest.raises(ValueError, match="norm"):
+        build_inpainter("unet", norm="layer")
+
+
+def test_committed_unet_runs_are_the_runs_of_the_current_config():
+    """The config gained ``inpaint_model.norm: none`` and ``data.train_set: mix``; the committed runs, recorded
+    without them, still count as complete runs of the current configuration (a resumed sweep skips them rather
+    than refusing them); another value of either key is another run."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from numnet.config import compose_config
+    from numnet.inpaint import run_identity
+
+    summary = json.loads((REPO / "results/fig9/runs/unet-s0/summary.json").read_text())
+    assert "norm" not in summary["config"]["inpaint_model"] and "train_set" not in summary["config"]["data"]
+    cfg = compose_config("inpaint_model=unet", "inpaint_profile=quick", "logger=none", name="inpaint")
+    assert cfg.inpaint_model.norm == "none"
+    assert run_identity(OmegaConf.to_container(cfg, resolve=True)) == run_identity(summary["config"])
+    for key, other in (("inpaint_model.norm", "batch"), ("data.train_set", "photos")):
+        changed = cfg.copy()
+        OmegaConf.update(changed, key, other)
+        assert run_identity(OmegaConf.to_container(changed, resolve=True)) != run_identity(summary["config"])
+
+
 def test_each_longer_profile_has_its_own_results_folder(tmp_path):
     """The default profile (and smoke) write results/fig9; long and paper write beside it, so a longer run never
     replaces the default profile's committed results, and the report reads every one of them."""

@@ -18,7 +18,8 @@ data are imposed (Sec. 7.2.2).
   Eq. (29) at the start (``residual_input``; the FMG solvers see residuals too), and the mask.
   Without the residual the residual loss did not move them from ``u0`` in a few thousand steps.
 * :class:`InpaintUNet`: U-net with additive skips, 3 scales, 2 conv layers per scale and side,
-  widths ``(17, 34, 68)``, 1 x 1 projections after upsampling.
+  widths ``(17, 34, 68)``, 1 x 1 projections after upsampling; ``norm="batch"`` puts a batch normalisation
+  after every 3 x 3 convolution (not the paper's; ``none`` is the default).
 * :class:`SingleGridNet`: 25 conv layers of 24 channels on the fine grid only.
 
 Initialisation (``init``): ``default`` is PyTorch's; ``he`` draws every convolution but the last from
@@ -44,6 +45,8 @@ FMG_ORDER = (2, 1, 2, 1, 0, 1, 2, 1, 2, 1, 0)
 SCALE = 25.5
 #: initialisations of the convolutions (module docstring)
 INITS = ("default", "he")
+#: normalisations after the U-net's convolutions: none, or batch normalisation (Ioffe and Szegedy 2015)
+NORMS = ("none", "batch")
 
 
 def initial_guess(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -142,14 +145,19 @@ class InpaintUNet(Inpainter):
     name = "unet"
 
     def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True,
-                 init: str = "default") -> None:
+                 init: str = "default", norm: str = "none") -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
         w1, w2, w3 = widths
         self.inputs = Inputs(residual_input)
 
+        def conv(ci, co):
+            bn = [nn.BatchNorm2d(co)] if norm == "batch" else []
+            return [nn.Conv2d(ci, co, 3, padding=1), *bn, nn.ReLU()]
+
         def two(ci, co):
-            return nn.Sequential(nn.Conv2d(ci, co, 3, padding=1), nn.ReLU(),
-                                 nn.Conv2d(co, co, 3, padding=1), nn.ReLU())
+            return nn.Sequential(*conv(ci, co), *conv(co, co))
 
         self.enc1, self.enc2, self.bottom = two(self.inputs.channels, w1), two(w1, w2), two(w2, w3)
         self.up2, self.up1 = nn.Conv2d(w3, w2, 1), nn.Conv2d(w2, w1, 1)

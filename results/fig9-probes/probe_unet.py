@@ -31,22 +31,25 @@ ap.add_argument("--train", default="", help="comma-separated training images (de
 ap.add_argument("--busy", type=int, default=1, help="draw this many times the batch, keep the crops of largest spread")
 ap.add_argument("--contrast", type=float, default=1.0, help="random contrast: crop deviations scaled by [1/c, c]")
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--norm", default="none", help="U-net only: none or batch (normalisation after each convolution)")
 a = ap.parse_args()
+#: arguments named in the table's "other" column where they differ from these defaults
+OTHER = (("busy", 1), ("contrast", 1.0), ("norm", "none"), ("init", "default"), ("widths", "17,34,68"))
 
 if a.table:
     rows = [json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))]
     lines = ["# U-net probes (Fig. 9)", "", "Written by `python results/fig9-probes/probe_unet.py --table` from the "
              "probes' JSON files. Validation residual (the quantity trained for, on the held-out validation crops) "
              "at the last step; the test case's numbers are for information (no choice was made on them).", "",
-             "| probe | training images | synthetic | step size | schedule | batch | steps | seed | other | "
+             "| probe | training images | synthetic | step size | schedule | batch | steps | seed | other | params | "
              "validation residual | astronaut PSNR vs CG [dB] | astronaut residual | wall [s] |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["hist"][-1][1]):
         g = r["args"]
-        other = ", ".join(f"{k} {g[k]}" for k, d in (("busy", 1), ("contrast", 1.0)) if g.get(k, d) != d) or "-"
+        other = ", ".join(f"{k} {g[k]}" for k, d in OTHER if g.get(k, d) != d) or "-"
         step, val, psnr, res = r["hist"][-1]
         lines.append(f"| {g['name']} | {g['train'] or 'mix'} | {g['synthetic']} | {g['lr']:g} | {g['sched']} | "
-                     f"{g['batch']} | {step} | {g['seed']} | {other} | {val:.4f} | {psnr:.2f} | {res:.3f} | "
+                     f"{g['batch']} | {step} | {g['seed']} | {other} | {r['params']:,} | {val:.4f} | {psnr:.2f} | {res:.3f} | "
                      f"{r['wall']:.0f} |")
     lines += ["", "Machine and commit of each probe: its JSON's `provenance`, or, where that is `null`, README.md."]
     (HERE / "table.md").write_text("\n".join(lines) + "\n")
@@ -77,6 +80,7 @@ torch.manual_seed(a.seed)
 kw = {"init": a.init}
 if a.model == "unet":
     kw["widths"] = tuple(int(x) for x in a.widths.split(","))
+    kw["norm"] = a.norm
 model = build_inpainter(a.model, **kw)
 opt = torch.optim.Adam(model.parameters(), lr=a.lr)
 sch = torch.optim.lr_scheduler.LambdaLR(
@@ -101,11 +105,13 @@ for step in range(1, a.steps + 1):
     if sch:
         sch.step()
     if step % a.every == 0 or step == a.steps:
+        model.eval()
         with torch.no_grad():
             vf = val * vm
             vr = float(eed_residual(model(vf, vm), vf, vm, eed).abs().mean())
             u = model(f, mask)
             tr, tp = float(eed_residual(u, f, mask, eed).abs().mean()), psnr(u, ref)
+        model.train()
         hist.append((step, round(vr, 4), round(tp, 2), round(tr, 3)))
         print(a.name, step, f"val {vr:.4f} astronaut {tp:.2f} dB residual {tr:.3f} {time.time() - t0:.0f}s", flush=True)
 out = {"args": vars(a), "hist": hist, "wall": time.time() - t0, "params": model.n_params(), "provenance": provenance()}
