@@ -170,6 +170,31 @@ def test_reproduce_fig9_smoke_writes_every_artefact_and_resumes(tmp_path):
     assert kept == first and len(list(out.glob("runs/*/summary.json"))) == 3
 
 
+def test_fig9_provenance_records_what_the_overrides_train():
+    """``PROVENANCE.json`` of a Fig. 9 sweep states the settings each network trains under, ``--extra`` included
+    (it once stated the profile's yaml alone, so a sweep trained on photos with the cosine read as mix, constant)."""
+    from numnet.artefacts.fig9 import sweep_settings
+
+    plain = sweep_settings("quick", [])
+    assert (plain["lr_schedule"], plain["train_set"], plain["synthetic"], plain["steps"]) == ("constant", "mix", 0.25, 2000)
+    assert plain["lr"] == {"fmg": 1e-3, "single_grid": 1e-3, "unet": 1e-2} and "extra" not in plain
+    extra = ["+inpaint_profile.lr_schedule=cosine", "+inpaint_profile.train_set=photos", "inpaint_profile.steps=7",
+             "inpaint_model.lr=0.05"]
+    over = sweep_settings("quick", extra)
+    assert (over["lr_schedule"], over["train_set"], over["steps"], over["extra"]) == ("cosine", "photos", 7, extra)
+    assert over["lr"] == {"fmg": 0.05, "single_grid": 0.05, "unet": 0.05}
+    assert sweep_settings("long", [])["train_set"] == "photos"
+
+
+@pytest.mark.cli
+def test_fig9_bad_extra_override_is_refused_before_training(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "numnet.reproduce", "fig9", "--profile", "smoke", "--logger", "none",
+                        "--results", str(tmp_path), "--extra", "inpaint_profile.stepz=3"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "stepz" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not list(tmp_path.glob("**/summary.json"))
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     from numnet.models.weights import CheckpointError, load_weights
 
@@ -314,9 +339,22 @@ def test_unet_with_batch_norm_starts_at_the_initial_guess_and_evaluates_each_ima
         build_inpainter("unet", norm="layer")
 
 
+def test_unet_layers_per_scale():
+    """``layers`` 3 x 3 convolutions per scale and side (the paper's 2 by default, whose weights keep their names)."""
+    convs = {n: sum(m.kernel_size == (3, 3) for m in build_inpainter("unet", layers=n).modules()
+                    if isinstance(m, torch.nn.Conv2d)) for n in (1, 2, 4)}
+    assert convs == {1: 5 + 1, 2: 10 + 1, 4: 20 + 1}  # five stacks (two down, the bottom, two up) and the output
+    from numnet.models.weights import load_weights
+
+    load_weights(REPO / "results/fig9/runs/unet-s0/model.pt")  # the committed weights still load by name
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="layers"):
+            build_inpainter("unet", layers=bad)
+
+
 def test_committed_unet_runs_are_the_runs_of_the_current_config():
-    """The config gained ``inpaint_model.norm: none`` and ``data.train_set: mix``; the committed runs, recorded
-    without them, still count as complete runs of the current configuration (a resumed sweep skips them rather
+    """The config gained ``inpaint_model.norm: none``, ``inpaint_model.layers: 2`` and ``data.train_set: mix``; the
+    committed runs, recorded without them, still count as complete runs of the current configuration (a resumed sweep skips them rather
     than refusing them); another value of either key is another run."""
     import json
 
@@ -328,9 +366,9 @@ def test_committed_unet_runs_are_the_runs_of_the_current_config():
     summary = json.loads((REPO / "results/fig9/runs/unet-s0/summary.json").read_text())
     assert "norm" not in summary["config"]["inpaint_model"] and "train_set" not in summary["config"]["data"]
     cfg = compose_config("inpaint_model=unet", "inpaint_profile=quick", "logger=none", name="inpaint")
-    assert cfg.inpaint_model.norm == "none"
+    assert (cfg.inpaint_model.norm, cfg.inpaint_model.layers) == ("none", 2)
     assert run_identity(OmegaConf.to_container(cfg, resolve=True)) == run_identity(summary["config"])
-    for key, other in (("inpaint_model.norm", "batch"), ("data.train_set", "photos")):
+    for key, other in (("inpaint_model.norm", "batch"), ("inpaint_model.layers", 3), ("data.train_set", "photos")):
         changed = cfg.copy()
         OmegaConf.update(changed, key, other)
         assert run_identity(OmegaConf.to_container(changed, resolve=True)) != run_identity(summary["config"])

@@ -16,14 +16,30 @@ import shlex
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, fig9_folder
+from numnet.config import ConfigError, check_sweep_args, choices, compose_config, fig9_folder
 from numnet.evaluate_inpainting import evaluate_fig9
-from numnet.inpaint import learning_rate
+from numnet.inpaint import learning_rate, lr_schedule
 from numnet.runs import end_sweep, launch_sweep, start_sweep
 
 MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish together
+
+
+def sweep_settings(profile: str, extra: list[str]) -> dict:
+    """What the sweep trains, for ``PROVENANCE.json``: the profile's settings as each network's composed config has
+    them, the overrides ``extra`` included (the step size and, where they differ, anything else per network)."""
+    cfgs = {m: compose_config(f"inpaint_model={m}", f"inpaint_profile={profile}", *extra, name="inpaint")
+            for m in MODELS.split(",")}
+    per = {"steps": lambda c: c.inpaint_profile.steps, "batch_size": lambda c: c.inpaint_profile.batch_size,
+           "n_crops": lambda c: c.inpaint_profile.n_crops, "lr": learning_rate, "lr_schedule": lr_schedule,
+           "train_set": lambda c: c.data.train_set, "synthetic": lambda c: c.data.synthetic}
+    settings: dict = {"artefact": "fig9", "profile": profile}
+    for key, get in per.items():
+        values = {m: get(c) for m, c in cfgs.items()}
+        settings[key] = values if key == "lr" or len(set(values.values())) > 1 else values[MODELS.split(",")[0]]
+    settings["seeds"] = [0]
+    if extra:
+        settings["extra"] = extra
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    prof = OmegaConf.load(CONFIG_DIR / "inpaint_profile" / f"{args.profile}.yaml")
     cmd = ["-m", "numnet.inpaint", "-m", f"inpaint_model={MODELS}", f"inpaint_profile={args.profile}",
            f"logger={args.logger}", f"threads={args.threads}", f"hydra.sweep.dir={out / 'runs'}"]
-    lrs = {m: learning_rate(OmegaConf.create({"inpaint_profile": prof, "inpaint_model": OmegaConf.load(
-        CONFIG_DIR / "inpaint_model" / f"{m}.yaml")})) for m in MODELS.split(",")}
-    settings = {"artefact": "fig9", "profile": args.profile, "steps": prof.steps, "batch_size": prof.batch_size,
-                "n_crops": prof.n_crops, "lr": lrs, "lr_schedule": prof.get("lr_schedule", "constant"),
-                "seeds": [0], "threads": args.threads}
+    try:
+        settings = sweep_settings(args.profile, shlex.split(args.extra))
+    except Exception as exc:  # noqa: BLE001 - Hydra's override and config errors, before any compute
+        print(f"error: --extra {args.extra!r}: {'; '.join(str(exc).splitlines())}", file=sys.stderr)
+        return 2
+    settings["threads"] = args.threads
     try:  # an interrupted invocation resumes; a finished one is redone (its runs move to previous-runs/)
         start_sweep(out, {"profile": args.profile, "extra": args.extra}, "fig9")
     except ValueError as exc:

@@ -17,7 +17,7 @@ data are imposed (Sec. 7.2.2).
 * :class:`InpaintUNet` and :class:`SingleGridNet` see ``(u0, r(u0), c)``: the start, the residual of
   Eq. (29) at the start (``residual_input``; the FMG solvers see residuals too), and the mask.
   Without the residual the residual loss did not move them from ``u0`` in a few thousand steps.
-* :class:`InpaintUNet`: U-net with additive skips, 3 scales, 2 conv layers per scale and side,
+* :class:`InpaintUNet`: U-net with additive skips, 3 scales, 2 conv layers per scale and side (``layers``),
   widths ``(17, 34, 68)``, 1 x 1 projections after upsampling; ``norm="batch"`` puts a batch normalisation
   after every 3 x 3 convolution (not the paper's; ``none`` is the default).
 * :class:`SingleGridNet`: 25 conv layers of 24 channels on the fine grid only.
@@ -145,10 +145,12 @@ class InpaintUNet(Inpainter):
     name = "unet"
 
     def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True,
-                 init: str = "default", norm: str = "none") -> None:
+                 init: str = "default", norm: str = "none", layers: int = 2) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise ValueError(f"layers (3 x 3 convolutions per scale and side) must be an integer >= 1, got {layers!r}")
         w1, w2, w3 = widths
         self.inputs = Inputs(residual_input)
 
@@ -157,7 +159,7 @@ class InpaintUNet(Inpainter):
             return [nn.Conv2d(ci, co, 3, padding=1), *bn, nn.ReLU()]
 
         def two(ci, co):
-            return nn.Sequential(*conv(ci, co), *conv(co, co))
+            return nn.Sequential(*conv(ci, co), *(m for _ in range(layers - 1) for m in conv(co, co)))
 
         self.enc1, self.enc2, self.bottom = two(self.inputs.channels, w1), two(w1, w2), two(w2, w3)
         self.up2, self.up1 = nn.Conv2d(w3, w2, 1), nn.Conv2d(w2, w1, 1)

@@ -31,10 +31,11 @@ ap.add_argument("--train", default="", help="comma-separated training images (de
 ap.add_argument("--busy", type=int, default=1, help="draw this many times the batch, keep the crops of largest spread")
 ap.add_argument("--contrast", type=float, default=1.0, help="random contrast: crop deviations scaled by [1/c, c]")
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--layers", type=int, default=2, help="U-net only: 3 x 3 convolutions per scale and side")
 ap.add_argument("--norm", default="none", help="U-net only: none or batch (normalisation after each convolution)")
 a = ap.parse_args()
 #: arguments named in the table's "other" column where they differ from these defaults
-OTHER = (("busy", 1), ("contrast", 1.0), ("norm", "none"), ("init", "default"), ("widths", "17,34,68"))
+OTHER = (("busy", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("init", "default"), ("widths", "17,34,68"))
 
 if a.table:
     rows = [json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))]
@@ -81,6 +82,7 @@ kw = {"init": a.init}
 if a.model == "unet":
     kw["widths"] = tuple(int(x) for x in a.widths.split(","))
     kw["norm"] = a.norm
+    kw["layers"] = a.layers
 model = build_inpainter(a.model, **kw)
 opt = torch.optim.Adam(model.parameters(), lr=a.lr)
 sch = torch.optim.lr_scheduler.LambdaLR(
