@@ -153,6 +153,12 @@ def _own_overrides(overrides) -> list:
     return OverridesParser.create().parse_overrides(own)
 
 
+def fixed_overrides(extra: list[str]) -> list[str]:
+    """The overrides of ``extra`` that set one value for every run of a sweep: not Hydra's own, not a sweep
+    (``seed=0,1``). Raises Hydra's error for one that does not parse."""
+    return [o.input_line for o in _own_overrides(extra) if not o.is_sweep_override()]
+
+
 def sweep_grid_errors(experiment: str, profile: str, extra: list[str] = ()) -> list[str | None]:
     """Validate every grid point of ``experiment=<experiment>`` (its ``hydra.sweeper.params`` with the
     sweep overrides in ``extra``) under ``profile`` and the other ``extra`` overrides, before a sweep

@@ -33,7 +33,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from numnet.classical import run_classical
-from numnet.config import CONFIG_DIR, ConfigError, check_sweep_args, choices, compose_config, sweep_grid_errors
+from numnet.config import (CONFIG_DIR, ConfigError, check_sweep_args, choices, compose_config, fixed_overrides,
+                           sweep_grid_errors)
 from numnet.data.signals import SHORT_LAST
 from numnet.evaluate import CheckpointError, record_pooled, record_rule
 from numnet.runs import ENGINES, end_sweep, launch_sweep, start_sweep
@@ -71,6 +72,16 @@ def _what(extra: str) -> str:
     """The overrides of ``extra`` that say what a sweep trains, for its in-progress marker: ``trainer`` settings say
     only where and how (a sweep begun on the CPU resumes on a GPU with ``trainer=gpu``)."""
     return " ".join(o for o in shlex.split(extra) if not o.lstrip("+~").split("=", 1)[0].split(".")[0] == "trainer")
+
+
+def sweep_profile(experiment: str, profile: str, extra: list[str]):
+    """The ``profile`` node a sweep trains under, for ``PROVENANCE.json``: the experiment's overrides in, and the
+    user's ``extra`` that hold for every run. Where those do not compose without the grid's choices, the profile
+    without them (PROVENANCE's ``command`` names them; each run's own config is checked before the sweep)."""
+    try:
+        return compose_config(f"experiment={experiment}", f"profile={profile}", *fixed_overrides(extra)).profile
+    except Exception:  # noqa: BLE001 - Hydra's and OmegaConf's errors
+        return compose_config(f"experiment={experiment}", f"profile={profile}").profile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"[{art}] {len(bad)} of {len(errors)} runs have an invalid configuration and will be recorded as failed, "
               f"e.g. {bad[0]}", flush=True)
-    prof = compose_config(f"experiment={experiment}", f"profile={args.profile}").profile  # the experiment's overrides in
+    prof = sweep_profile(experiment, args.profile, shlex.split(args.extra))
     try:
         seed_list = [int(x) for x in args.seeds.split(",")] if args.seeds else list(rep.seeds or prof.seeds)
     except ValueError:

@@ -177,13 +177,14 @@ def test_fig9_provenance_records_what_the_overrides_train():
 
     plain = sweep_settings("quick", [])
     assert (plain["lr_schedule"], plain["train_set"], plain["synthetic"], plain["steps"]) == ("constant", "mix", 0.25, 2000)
-    assert plain["lr"] == {"fmg": 1e-3, "single_grid": 1e-3, "unet": 1e-2} and "extra" not in plain
+    assert plain["lr"] == {"fmg": 1e-3, "single_grid": 1e-3, "unet": 1e-2}
     extra = ["+inpaint_profile.lr_schedule=cosine", "+inpaint_profile.train_set=photos", "inpaint_profile.steps=7",
              "inpaint_model.lr=0.05"]
     over = sweep_settings("quick", extra)
-    assert (over["lr_schedule"], over["train_set"], over["steps"], over["extra"]) == ("cosine", "photos", 7, extra)
+    assert (over["lr_schedule"], over["train_set"], over["steps"]) == ("cosine", "photos", 7)
     assert over["lr"] == {"fmg": 0.05, "single_grid": 0.05, "unet": 0.05}
     assert sweep_settings("long", [])["train_set"] == "photos"
+    assert sweep_settings("quick", ["seed=0,1", "inpaint_profile.steps=9"])["steps"] == 9  # a sweep override: per run
 
 
 @pytest.mark.cli

@@ -113,6 +113,17 @@ def test_reproduce_fig5_refuses_results_of_another_profile(tmp_path):
     assert len(list((tmp_path / "fig5" / "runs").iterdir())) == 3  # nothing moved or lost
 
 
+def test_provenance_profile_follows_the_overrides_that_hold_for_every_run():
+    """PROVENANCE.json's epochs, batch size and step size come from the profile with ``--extra`` applied (it once
+    read the profile without them), a sweep override (``seed=0,1``) left to the runs."""
+    from numnet.reproduce import sweep_profile
+
+    plain = sweep_profile("fig5", "smoke", [])
+    over = sweep_profile("fig5", "smoke", ["profile.max_epochs=3", "profile.lr=0.5", "seed=0,1", "hydra.verbose=true"])
+    assert (over.max_epochs, over.lr) == (3, 0.5) != (plain.max_epochs, plain.lr)
+    assert over.batch_size == plain.batch_size
+
+
 def test_make_target_resumes_an_interrupted_sweep_and_redoes_a_finished_one(tmp_path):
     """Killed part-way: the same command resumes (finished runs skipped). Run to its end: the same
     command trains afresh, the earlier runs and record moved to previous-runs/."""

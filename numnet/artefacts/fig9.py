@@ -16,7 +16,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from numnet.config import ConfigError, check_sweep_args, choices, compose_config, fig9_folder
+from numnet.config import (ConfigError, check_overrides, check_sweep_args, choices, compose_config, fig9_folder,
+                           fixed_overrides)
 from numnet.evaluate_inpainting import evaluate_fig9
 from numnet.inpaint import learning_rate, lr_schedule
 from numnet.runs import end_sweep, launch_sweep, start_sweep
@@ -26,8 +27,10 @@ MODELS = "fmg,single_grid,unet"  # the slowest first, so that two jobs finish to
 
 def sweep_settings(profile: str, extra: list[str]) -> dict:
     """What the sweep trains, for ``PROVENANCE.json``: the profile's settings as each network's composed config has
-    them, the overrides ``extra`` included (the step size and, where they differ, anything else per network)."""
-    cfgs = {m: compose_config(f"inpaint_model={m}", f"inpaint_profile={profile}", *extra, name="inpaint")
+    them, the overrides ``extra`` that hold for every run included (the step size and, where they differ, anything
+    else per network; PROVENANCE's ``command`` names ``extra`` itself)."""
+    fixed = fixed_overrides(extra)
+    cfgs = {m: compose_config(f"inpaint_model={m}", f"inpaint_profile={profile}", *fixed, name="inpaint")
             for m in MODELS.split(",")}
     per = {"steps": lambda c: c.inpaint_profile.steps, "batch_size": lambda c: c.inpaint_profile.batch_size,
            "n_crops": lambda c: c.inpaint_profile.n_crops, "lr": learning_rate, "lr_schedule": lr_schedule,
@@ -37,8 +40,6 @@ def sweep_settings(profile: str, extra: list[str]) -> dict:
         values = {m: get(c) for m, c in cfgs.items()}
         settings[key] = values if key == "lr" or len(set(values.values())) > 1 else values[MODELS.split(",")[0]]
     settings["seeds"] = [0]
-    if extra:
-        settings["extra"] = extra
     return settings
 
 
@@ -61,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd = ["-m", "numnet.inpaint", "-m", f"inpaint_model={MODELS}", f"inpaint_profile={args.profile}",
            f"logger={args.logger}", f"threads={args.threads}", f"hydra.sweep.dir={out / 'runs'}"]
     try:
+        check_overrides(shlex.split(args.extra), "inpaint")
         settings = sweep_settings(args.profile, shlex.split(args.extra))
-    except Exception as exc:  # noqa: BLE001 - Hydra's override and config errors, before any compute
+    except Exception as exc:  # noqa: BLE001 - ConfigError, Hydra's and OmegaConf's errors: before any compute
         print(f"error: --extra {args.extra!r}: {'; '.join(str(exc).splitlines())}", file=sys.stderr)
         return 2
     settings["threads"] = args.threads
