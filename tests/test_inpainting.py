@@ -196,6 +196,25 @@ def test_fig9_bad_extra_override_is_refused_before_training(tmp_path):
     assert not list(tmp_path.glob("**/summary.json"))
 
 
+def test_residual_split_by_the_mask_recombines_to_the_mean_residual():
+    """The report's split of the mean |residual| into known and unknown pixels: each part is the mean over its
+    pixels, and the two weighted by their shares give the overall mean (the committed long run included)."""
+    import numpy as np
+
+    from numnet.report.fig9 import residual_split
+
+    mask = np.zeros((4, 4), np.float32)
+    mask[0, :3] = 1.0
+    res = np.full((4, 4), -2.0, np.float32)
+    res[0, :3] = 0.5
+    assert residual_split({"m": res}, mask) == {"m": (0.5, 2.0)}
+    with np.load(REPO / "results/fig9-long/fields.npz") as z:
+        f = {k: z[k].astype(np.float64) for k in z.files}
+    share = float((f["mask"] > 0.5).mean())
+    for name, (known, unknown) in residual_split({"unet": f["residual_unet"], "fmg": f["residual_fmg"]}, f["mask"]).items():
+        assert share * known + (1 - share) * unknown == pytest.approx(np.abs(f[f"residual_{name}"]).mean(), rel=1e-6)
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     from numnet.models.weights import CheckpointError, load_weights
 
