@@ -31,11 +31,13 @@ ap.add_argument("--train", default="", help="comma-separated training images (de
 ap.add_argument("--busy", type=int, default=1, help="draw this many times the batch, keep the crops of largest spread")
 ap.add_argument("--contrast", type=float, default=1.0, help="random contrast: crop deviations scaled by [1/c, c]")
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--known-weight", type=float, default=1.0,
+                help="weight of the residual on the known pixels in the loss (the unknown ones: 1; the paper: 1)")
 ap.add_argument("--layers", type=int, default=2, help="U-net only: 3 x 3 convolutions per scale and side")
 ap.add_argument("--norm", default="none", help="U-net only: none or batch (normalisation after each convolution)")
 a = ap.parse_args()
 #: arguments named in the table's "other" column where they differ from these defaults
-OTHER = (("busy", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("init", "default"), ("widths", "17,34,68"))
+OTHER = (("busy", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("known_weight", 1.0), ("init", "default"), ("widths", "17,34,68"))
 
 if a.table:
     rows = [json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))]
@@ -43,15 +45,17 @@ if a.table:
              "probes' JSON files. Validation residual (the quantity trained for, on the held-out validation crops) "
              "at the last step; the test case's numbers are for information (no choice was made on them).", "",
              "| probe | training images | synthetic | step size | schedule | batch | steps | seed | other | params | "
-             "validation residual | astronaut PSNR vs CG [dB] | astronaut residual | wall [s] |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "validation residual | astronaut PSNR vs CG [dB] | astronaut residual | on known / unknown pixels | wall [s] |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["hist"][-1][1]):
         g = r["args"]
         other = ", ".join(f"{k} {g[k]}" for k, d in OTHER if g.get(k, d) != d) or "-"
         step, val, psnr, res = r["hist"][-1]
+        known_unknown = r.get("astronaut_residual_known_unknown")
+        split = f"{known_unknown[0]:.3f} / {known_unknown[1]:.3f}" if known_unknown else "-"
         lines.append(f"| {g['name']} | {g['train'] or 'mix'} | {g['synthetic']} | {g['lr']:g} | {g['sched']} | "
                      f"{g['batch']} | {step} | {g['seed']} | {other} | {r['params']:,} | {val:.4f} | {psnr:.2f} | {res:.3f} | "
-                     f"{r['wall']:.0f} |")
+                     f"{split} | {r['wall']:.0f} |")
     lines += ["", "Machine and commit of each probe: its JSON's `provenance`, or, where that is `null`, README.md."]
     (HERE / "table.md").write_text("\n".join(lines) + "\n")
     raise SystemExit(0)
@@ -100,7 +104,8 @@ for step in range(1, a.steps + 1):
     m = (torch.rand(clean.shape, generator=gen) < 0.2).float()
     fc = clean * m
     r = eed_residual(model(fc, m), fc, m, eed)
-    loss = (r ** 2).mean() if step <= a.warm else r.abs().mean()
+    w = 1.0 + (a.known_weight - 1.0) * m  # 1 on the unknown pixels, known_weight on the known ones
+    loss = (w * r ** 2).mean() if step <= a.warm else (w * r.abs()).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -116,5 +121,11 @@ for step in range(1, a.steps + 1):
         model.train()
         hist.append((step, round(vr, 4), round(tp, 2), round(tr, 3)))
         print(a.name, step, f"val {vr:.4f} astronaut {tp:.2f} dB residual {tr:.3f} {time.time() - t0:.0f}s", flush=True)
-out = {"args": vars(a), "hist": hist, "wall": time.time() - t0, "params": model.n_params(), "provenance": provenance()}
+model.eval()
+with torch.no_grad():  # the test case's mean |residual| on its known and on its unknown pixels, at the end
+    r_end = eed_residual(model(f, mask), f, mask, eed).abs()
+split = [round(float(r_end[mask > 0.5].mean()), 4), round(float(r_end[mask < 0.5].mean()), 4)]
+print(a.name, f"astronaut residual on known pixels {split[0]:.4f}, on unknown pixels {split[1]:.4f}", flush=True)
+out = {"args": vars(a), "hist": hist, "wall": time.time() - t0, "params": model.n_params(), "provenance": provenance(),
+       "astronaut_residual_known_unknown": split}
 (HERE / f"{a.name}.json").write_text(json.dumps(out))
