@@ -104,11 +104,10 @@ ADDED_KEYS = {("inpaint_model", "norm"): "none", ("inpaint_model", "layers"): 2,
 def run_identity(config: dict) -> dict:
     """What a run computes (not how it runs or logs). A key of :data:`ADDED_KEYS` at its value counts as absent,
     so that runs recorded before the key existed are the same runs."""
-    ident = {k: config.get(k) for k in ("inpaint_model", "inpaint_profile", "eed", "loss", "data", "seed")}
-    for (group, key), value in ADDED_KEYS.items():
-        if isinstance(ident[group], dict) and ident[group].get(key) == value:
-            ident[group] = {k: v for k, v in ident[group].items() if k != key}
-    return ident
+    from numnet.runs import without_added_keys
+
+    return without_added_keys({k: config.get(k) for k in ("inpaint_model", "inpaint_profile", "eed", "loss", "data",
+                                                          "seed")}, ADDED_KEYS)
 
 
 def _loggers(cfg: DictConfig, out_dir: Path, name: str):

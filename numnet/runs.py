@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "is_complete", "RunConflict",
+__all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "without_added_keys", "is_complete", "RunConflict",
            "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "start_sweep", "end_sweep", "launch_sweep", "RESUME_FILE",
            "execute_recorded", "already_done", "failed_summary", "record_invalid", "run_cli", "run_overrides",
            "is_multirun", "quiet_lightning", "wandb_logger", "close_loggers", "precheck_output_roots",
@@ -131,6 +131,17 @@ def read_summary(path: str | os.PathLike) -> dict | None:
 
 class RunConflict(ValueError):
     """A folder already holds a complete run of another configuration."""
+
+
+def without_added_keys(identity: dict, added: dict[tuple[str, str], Any]) -> dict:
+    """``identity`` (a run's config by group) without each key ``(group, key)`` of ``added`` that holds the value
+    ``added`` gives it: keys added to the config after runs were recorded, at the value that computes what those
+    runs computed, count as absent, so that the runs recorded before the key (and their checkpoints) still match."""
+    identity = dict(identity)
+    for (group, key), value in added.items():
+        if isinstance(identity.get(group), dict) and identity[group].get(key) == value:
+            identity[group] = {k: v for k, v in identity[group].items() if k != key}
+    return identity
 
 
 def is_complete(path: str | os.PathLike, identity: Callable[[dict], Any] | None = None, expected: Any = None) -> bool:

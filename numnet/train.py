@@ -387,9 +387,16 @@ def _log_wandb_extras(logger, model, test, summary: dict) -> None:
     })
 
 
+#: keys added to the config after runs were recorded, with the value that computes what those runs computed
+#: (``task.short_last``: the rule of every run recorded before the option)
+ADDED_KEYS = {("task", "short_last"): "reject"}
+
+
 def run_identity(config: dict) -> dict:
-    """What a run computes: the resolved config without the keys that only change how it runs or logs."""
+    """What a run computes: the resolved config without the keys that only change how it runs or logs, and without
+    the keys of :data:`ADDED_KEYS` at their value."""
     from numnet.models import recorded_kwargs
+    from numnet.runs import without_added_keys
 
     model = recorded_kwargs(config.get("model", {}).get("name"),
                             {k: v for k, v in config.get("model", {}).items() if k != "fused"})
@@ -398,9 +405,8 @@ def run_identity(config: dict) -> dict:
     profile = dict(config.get("profile") or {})
     profile.setdefault("patience", 0)  # runs recorded before early stopping trained max_epochs
     task = dict(config.get("task") or {})
-    if task.get("short_last", "reject") == "reject":  # the default: the rule of every run recorded before the option
-        task.pop("short_last", None)  # (left out, so that identities stored in older checkpoints still match)
-    return {"model": model, "profile": profile, "task": task, **{k: config.get(k) for k in ("activation", "seed")}}
+    return without_added_keys({"model": model, "profile": profile, "task": task,
+                               **{k: config.get(k) for k in ("activation", "seed")}}, ADDED_KEYS)
 
 
 def execute(cfg: DictConfig, out_dir: Path) -> dict[str, Any] | None:
