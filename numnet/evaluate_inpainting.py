@@ -32,7 +32,7 @@ from numnet.summary import RunSummary, read_summaries
 
 __all__ = ["METHODS", "DENSITIES", "evaluate_fig9", "trained_networks", "cg_time_to", "cg_time_to_psnr"]
 
-METHODS = ("single_grid", "fmg", "unet")
+METHODS = ("single_grid", "fmg", "unet", "unet_iter")
 #: the columns of ``metrics.csv``; the CG comparisons of the paper's case go to ``evaluation.json``
 COLUMNS = ["method", "image", "density", "params", "mean_abs_residual", "psnr_vs_cg", "psnr_vs_original", "seconds"]
 TIMING = ["cg_seconds_to_same_residual", "cg_over_net", "cg_seconds_to_same_psnr", "cg_over_net_psnr",

@@ -98,7 +98,8 @@ def validate_inpaint(cfg: DictConfig) -> None:
 
 
 #: keys added to the config after runs were recorded, with the value that computes what those runs computed
-ADDED_KEYS = {("inpaint_model", "norm"): "none", ("inpaint_model", "layers"): 2, ("data", "train_set"): "mix"}
+ADDED_KEYS = {("inpaint_model", "norm"): "none", ("inpaint_model", "layers"): 2, ("inpaint_model", "passes"): 1,
+              ("data", "train_set"): "mix"}
 
 
 def run_identity(config: dict) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from numnet.models.inpainting import FMG_ORDER, FMGNet, InpaintUNet, build_inpainter, initial_guess, prolong, restrict
+from numnet.models.inpainting import FMG_ORDER, SCALE, FMGNet, InpaintUNet, build_inpainter, initial_guess, prolong, restrict
 from numnet.schemes.eed import mean_abs_residual
 
 REPO = Path(__file__).resolve().parent.parent
@@ -215,6 +215,38 @@ def test_residual_split_by_the_mask_recombines_to_the_mean_residual():
         assert share * known + (1 - share) * unknown == pytest.approx(np.abs(f[f"residual_{name}"]).mean(), rel=1e-6)
 
 
+def test_error_by_edge_strength_bands_the_unknown_pixels_by_the_cg_results_edges():
+    """The report's "Where the error lies": a deviation placed only on a step edge of the CG result falls wholly in
+    the strongest band, the bands' squared deviations add up to the whole, and known pixels count nowhere. On the
+    committed long run it shows the measured finding: on the strongest edges the U-net leaves the smaller residual
+    and the larger deviation from the CG result."""
+    import numpy as np
+
+    from numnet.report.fig9 import error_by_edge_strength
+
+    i = np.arange(40.0)[:, None] + np.zeros((1, 40))
+    cg = 0.01 * i ** 2                                   # a gentle ramp, its slope growing down the rows
+    cg[:, 20:] += 200.0                                  # and a vertical step edge between columns 19 and 20
+    mask = np.zeros((40, 40), np.float32)
+    mask[::4, ::4] = 1.0
+    net = cg.copy()
+    net[:, 19:21] += 10.0                                # deviation on the edge only (columns 19, 20: none known)
+    net[::4, ::4] += 50.0                                # and on known pixels, which no band counts
+    res = np.where(mask > 0.5, 0.0, 1.0)
+    rows = error_by_edge_strength({"cg": cg, "net": net}, {"net": res, "cg": 0 * res}, mask, sigma=1.0)["net"]
+    assert [round(w, 6) for _, _, w in rows[:2]] == [0.0, 0.0] and sum(w for _, _, w in rows) == pytest.approx(1.0)
+    assert rows[-1][2] > 0.3 and rows[-1][1] > max(e for _, e, _ in rows[:-1])
+    assert all(r == 1.0 for r, _, _ in rows)             # every band's pixels are unknown ones
+    with np.load(REPO / "results/fig9-long/fields.npz") as z:
+        f = {k: z[k].astype(np.float64) for k in z.files}
+    images = {k: f[f"image_{k}"] for k in ("cg", "fmg", "unet")}
+    by_edge = error_by_edge_strength(images, {k: f[f"residual_{k}"] for k in ("fmg", "unet")}, f["mask"], 0.97)
+    for rows in by_edge.values():
+        assert sum(w for _, _, w in rows) == pytest.approx(1.0)
+    (fr, fe, _), (ur, ue, _) = by_edge["fmg"][-1], by_edge["unet"][-1]
+    assert ur < fr and ue > fe
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     from numnet.models.weights import CheckpointError, load_weights
 
@@ -372,8 +404,30 @@ def test_unet_layers_per_scale():
             build_inpainter("unet", layers=bad)
 
 
+def test_unet_passes_iterate_one_unet_from_its_own_result():
+    """``passes=2``: the same weights applied again, from the first pass's result and its residual of Eq. (29);
+    ``passes=1`` is the paper's U-net (the committed weights load and give what they gave); no new parameters."""
+    from numnet.schemes.eed import eed_residual
+
+    torch.manual_seed(0)
+    once = build_inpainter("unet", widths=(4, 6, 8))
+    twice = build_inpainter("unet", widths=(4, 6, 8), passes=2)
+    torch.nn.init.normal_(once.out.weight, std=0.1)
+    twice.load_state_dict(once.state_dict())
+    assert once.n_params() == twice.n_params()
+    f, c = torch.rand(2, 1, 16, 16) * 255, (torch.rand(2, 1, 16, 16) < 0.3).float()
+    u1 = once(f * c, c)
+    x = torch.cat([u1 / 255.0, eed_residual(u1, f * c, c) / SCALE, c], dim=1)
+    expected = u1 + SCALE * once.update(x)
+    assert not torch.allclose(u1, expected, atol=1e-3)  # the second pass moves the result
+    assert torch.allclose(twice(f * c, c), expected, atol=1e-5)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="passes"):
+            build_inpainter("unet", passes=bad)
+
+
 def test_committed_unet_runs_are_the_runs_of_the_current_config():
-    """The config gained ``inpaint_model.norm: none``, ``inpaint_model.layers: 2`` and ``data.train_set: mix``; the
+    """The config gained ``inpaint_model.norm: none``, ``layers: 2``, ``passes: 1`` and ``data.train_set: mix``; the
     committed runs, recorded without them, still count as complete runs of the current configuration (a resumed sweep skips them rather
     than refusing them); another value of either key is another run."""
     import json
@@ -386,9 +440,10 @@ def test_committed_unet_runs_are_the_runs_of_the_current_config():
     summary = json.loads((REPO / "results/fig9/runs/unet-s0/summary.json").read_text())
     assert "norm" not in summary["config"]["inpaint_model"] and "train_set" not in summary["config"]["data"]
     cfg = compose_config("inpaint_model=unet", "inpaint_profile=quick", "logger=none", name="inpaint")
-    assert (cfg.inpaint_model.norm, cfg.inpaint_model.layers) == ("none", 2)
+    assert (cfg.inpaint_model.norm, cfg.inpaint_model.layers, cfg.inpaint_model.passes) == ("none", 2, 1)
     assert run_identity(OmegaConf.to_container(cfg, resolve=True)) == run_identity(summary["config"])
-    for key, other in (("inpaint_model.norm", "batch"), ("inpaint_model.layers", 3), ("data.train_set", "photos")):
+    for key, other in (("inpaint_model.norm", "batch"), ("inpaint_model.layers", 3), ("inpaint_model.passes", 2),
+                       ("data.train_set", "photos")):
         changed = cfg.copy()
         OmegaConf.update(changed, key, other)
         assert run_identity(OmegaConf.to_container(changed, resolve=True)) != run_identity(summary["config"])

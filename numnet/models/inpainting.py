@@ -19,7 +19,10 @@ data are imposed (Sec. 7.2.2).
   Without the residual the residual loss did not move them from ``u0`` in a few thousand steps.
 * :class:`InpaintUNet`: U-net with additive skips, 3 scales, 2 conv layers per scale and side (``layers``),
   widths ``(17, 34, 68)``, 1 x 1 projections after upsampling; ``norm="batch"`` puts a batch normalisation
-  after every 3 x 3 convolution (not the paper's; ``none`` is the default).
+  after every 3 x 3 convolution (not the paper's; ``none`` is the default). ``passes > 1`` (not the paper's,
+  which is 1) applies the same U-net again from its own result, which it then sees with that result's
+  residual, as the FMG solvers see theirs: a U-net iterated as a solver, with no further parameters.
+  :class:`IteratedUNet` (``unet_iter``, beyond the paper) is that U-net with 4 passes.
 * :class:`SingleGridNet`: 25 conv layers of 24 channels on the fine grid only.
 
 Initialisation (``init``): ``default`` is PyTorch's; ``he`` draws every convolution but the last from
@@ -36,7 +39,7 @@ from torch import nn
 
 from numnet.schemes.eed import EEDParams, eed_residual, restrict_mask
 
-__all__ = ["FMG_ORDER", "SCALE", "INITS", "FMGNet", "InpaintUNet", "SingleGridNet", "INPAINT_MODELS", "build_inpainter",
+__all__ = ["FMG_ORDER", "SCALE", "INITS", "FMGNet", "InpaintUNet", "IteratedUNet", "SingleGridNet", "INPAINT_MODELS", "build_inpainter",
            "initial_guess"]
 
 #: grid levels of the solvers in order: 0 = h, 1 = 2h, 2 = 4h (Sec. 7.2.3)
@@ -117,10 +120,14 @@ class Inputs(nn.Module):
 
     def forward(self, f: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u0 = initial_guess(f, mask)
-        parts = [u0 / 255.0, mask]
+        return u0, self.features(u0, f, mask)
+
+    def features(self, u: torch.Tensor, f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The network input at the iterate ``u``: ``(u, r(u), c)``, or ``(u, c)`` without ``residual_input``."""
+        parts = [u / 255.0, mask]
         if self.residual_input:
-            parts.insert(1, eed_residual(u0, f, mask, self.eed) / SCALE)
-        return u0, torch.cat(parts, dim=1)
+            parts.insert(1, eed_residual(u, f, mask, self.eed) / SCALE)
+        return torch.cat(parts, dim=1)
 
 
 class SingleGridNet(Inpainter):
@@ -145,12 +152,16 @@ class InpaintUNet(Inpainter):
     name = "unet"
 
     def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True,
-                 init: str = "default", norm: str = "none", layers: int = 2) -> None:
+                 init: str = "default", norm: str = "none", layers: int = 2, passes: int = 1) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
         if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers (3 x 3 convolutions per scale and side) must be an integer >= 1, got {layers!r}")
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+            raise ValueError(f"passes (applications of the U-net, each from the last one's result) must be an integer "
+                             f">= 1, got {passes!r}")
+        self.passes = passes
         w1, w2, w3 = widths
         self.inputs = Inputs(residual_input)
 
@@ -172,13 +183,32 @@ class InpaintUNet(Inpainter):
 
     def forward(self, f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         _check_size(f, 4)
-        u0, x = self.inputs(f, mask)
+        u, x = self.inputs(f, mask)
+        for k in range(self.passes):
+            if k:  # the next pass starts from this one's result and sees its residual
+                x = self.inputs.features(u, f, mask)
+            u = u + SCALE * self.update(x)
+        return u
+
+    def update(self, x: torch.Tensor) -> torch.Tensor:
+        """One down-and-up pass: the correction, in units of ``SCALE``, for the network input ``x``."""
         e1 = self.enc1(x)
         e2 = self.enc2(F.avg_pool2d(e1, 2))
         z = self.bottom(F.avg_pool2d(e2, 2))
         d2 = self.dec2(self.up2(F.interpolate(z, scale_factor=2, mode="nearest")) + e2)
         d1 = self.dec1(self.up1(F.interpolate(d2, scale_factor=2, mode="nearest")) + e1)
-        return u0 + SCALE * self.out(d1)
+        return self.out(d1)
+
+
+class IteratedUNet(InpaintUNet):
+    """The paper's U-net applied ``passes`` times (4 by default), each pass from the last one's result and its
+    residual: a U-net iterated as a solver, as the FMG net iterates its solvers (not one of the paper's networks)."""
+
+    name = "unet_iter"
+
+    def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True,
+                 init: str = "default", norm: str = "none", layers: int = 2, passes: int = 4) -> None:
+        super().__init__(widths, residual_input, init, norm, layers, passes)
 
 
 def restrict(x: torch.Tensor) -> torch.Tensor:
@@ -246,7 +276,7 @@ class FMGNet(Inpainter):
         return x
 
 
-INPAINT_MODELS = {cls.name: cls for cls in (SingleGridNet, InpaintUNet, FMGNet)}
+INPAINT_MODELS = {cls.name: cls for cls in (SingleGridNet, InpaintUNet, FMGNet, IteratedUNet)}
 
 
 def build_inpainter(name: str, **kwargs) -> Inpainter:

@@ -35,9 +35,13 @@ ap.add_argument("--known-weight", type=float, default=1.0,
                 help="weight of the residual on the known pixels in the loss (the unknown ones: 1; the paper: 1)")
 ap.add_argument("--layers", type=int, default=2, help="U-net only: 3 x 3 convolutions per scale and side")
 ap.add_argument("--norm", default="none", help="U-net only: none or batch (normalisation after each convolution)")
+ap.add_argument("--passes", type=int, default=1,
+                help="U-net only: apply it this many times with shared weights, each pass from the last one's result "
+                     "and its residual (inpaint_model.passes; 1 = the paper's U-net)")
+ap.add_argument("--pad", default="zeros", help="padding of every 3 x 3 convolution: zeros (the pipeline's), replicate or reflect")
 a = ap.parse_args()
 #: arguments named in the table's "other" column where they differ from these defaults
-OTHER = (("busy", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("known_weight", 1.0), ("init", "default"), ("widths", "17,34,68"))
+OTHER = (("busy", 1), ("crop", 64), ("pad", "zeros"), ("passes", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("known_weight", 1.0), ("init", "default"), ("widths", "17,34,68"))
 
 if a.table:
     rows = [json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))]
@@ -87,7 +91,11 @@ if a.model == "unet":
     kw["widths"] = tuple(int(x) for x in a.widths.split(","))
     kw["norm"] = a.norm
     kw["layers"] = a.layers
+    kw["passes"] = a.passes
 model = build_inpainter(a.model, **kw)
+for conv in model.modules():  # the boundary rule of the convolutions (Eq. (29) itself reflects at the boundary)
+    if isinstance(conv, torch.nn.Conv2d) and conv.padding != (0, 0):
+        conv.padding_mode = a.pad
 opt = torch.optim.Adam(model.parameters(), lr=a.lr)
 sch = torch.optim.lr_scheduler.LambdaLR(
     opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, a.steps) / a.steps))) if a.sched == "cos" else None
