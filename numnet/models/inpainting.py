@@ -22,7 +22,7 @@ data are imposed (Sec. 7.2.2).
   after every 3 x 3 convolution (not the paper's; ``none`` is the default). ``passes > 1`` (not the paper's,
   which is 1) applies the same U-net again from its own result, which it then sees with that result's
   residual, as the FMG solvers see theirs: a U-net iterated as a solver, with no further parameters.
-  :class:`IteratedUNet` (``unet_iter``, beyond the paper) is that U-net with 4 passes.
+  :class:`IteratedUNet` (``unet_iter``, beyond the paper) is that U-net with 2 passes.
 * :class:`SingleGridNet`: 25 conv layers of 24 channels on the fine grid only.
 
 Initialisation (``init``): ``default`` is PyTorch's; ``he`` draws every convolution but the last from
@@ -201,13 +201,13 @@ class InpaintUNet(Inpainter):
 
 
 class IteratedUNet(InpaintUNet):
-    """The paper's U-net applied ``passes`` times (4 by default), each pass from the last one's result and its
+    """The paper's U-net applied ``passes`` times (2 by default), each pass from the last one's result and its
     residual: a U-net iterated as a solver, as the FMG net iterates its solvers (not one of the paper's networks)."""
 
     name = "unet_iter"
 
     def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True,
-                 init: str = "default", norm: str = "none", layers: int = 2, passes: int = 4) -> None:
+                 init: str = "default", norm: str = "none", layers: int = 2, passes: int = 2) -> None:
         super().__init__(widths, residual_input, init, norm, layers, passes)
 
 

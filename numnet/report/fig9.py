@@ -24,7 +24,7 @@ from numnet.report.sweep import provenance_lines, read_provenance  # noqa: E402
 
 __all__ = ["findings_fig9", "write_fig9", "trained_on"]
 
-LABELS = {"single_grid": "single-grid net", "fmg": "FMG net", "unet": "U-net", "unet_iter": "U-net, 4 passes (not the paper's)",
+LABELS = {"single_grid": "single-grid net", "fmg": "FMG net", "unet": "U-net", "unet_iter": "U-net, 2 passes (beyond the paper)",
           "cg": "CG solver (reference)",
           "masked": "masked input", "original": "original (held out)"}
 #: PSNR against the CG result from which a network "approximates the EED result" (the target set in advance)
