@@ -426,6 +426,33 @@ def test_unet_passes_iterate_one_unet_from_its_own_result():
             build_inpainter("unet", passes=bad)
 
 
+def test_unet_iter_is_the_papers_unet_applied_twice():
+    """``unet_iter`` (beyond the paper): the U-net's parameters, no more, and with the same weights the result of
+    the U-net with ``passes=2``; its config composes to that network."""
+    from numnet.config import compose_config
+    from numnet.inpaint import model_kwargs
+
+    torch.manual_seed(0)
+    it = build_inpainter("unet_iter", widths=(4, 6, 8))
+    two = build_inpainter("unet", widths=(4, 6, 8), passes=2)
+    torch.nn.init.normal_(it.out.weight, std=0.1)
+    two.load_state_dict(it.state_dict())
+    f, c = torch.rand(2, 1, 16, 16) * 255, (torch.rand(2, 1, 16, 16) < 0.3).float()
+    assert torch.equal(it(f * c, c), two(f * c, c))
+    cfg = compose_config("inpaint_model=unet_iter", "inpaint_profile=long", "logger=none", name="inpaint")
+    net = build_inpainter(cfg.inpaint_model.name, **model_kwargs(cfg))
+    assert net.passes == 2 and net.n_params() == build_inpainter("unet").n_params() == 110535
+
+
+def test_fig9_refuses_an_unknown_model_in_one_line_before_training(tmp_path):
+    """``--models`` names networks of ``configs/inpaint_model``; a typo is one line, and no run is written."""
+    r = subprocess.run([sys.executable, "-m", "numnet.artefacts.fig9", "--profile", "smoke", "--logger", "none",
+                        "--results", str(tmp_path), "--models", "unet,unet_itr"], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 2 and "unet_itr" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not list(tmp_path.glob("**/summary.json"))
+
+
 def test_committed_unet_runs_are_the_runs_of_the_current_config():
     """The config gained ``inpaint_model.norm: none``, ``layers: 2``, ``passes: 1`` and ``data.train_set: mix``; the
     committed runs, recorded without them, still count as complete runs of the current configuration (a resumed sweep skips them rather
@@ -466,6 +493,27 @@ def test_each_longer_profile_has_its_own_results_folder(tmp_path):
         (tmp_path / name / "PROVENANCE.json").write_text(json.dumps({"profile": profile}))
     rows = _fig9(tmp_path)
     assert len(rows) == 6 and sum("| long |" in r and "(fig9-long/fig9.png)" in r for r in rows) == 3
+
+
+def test_report_row_of_the_iterated_unet_reads_its_own_folder(tmp_path):
+    """``fig9-iterated/<folder>`` (beyond the paper) gives one report row for ``unet_iter`` on the paper's case,
+    checked against the same 32 dB criterion; the other cases and methods of that folder give none."""
+    import pandas as pd
+
+    from numnet.report.overview import _fig9
+
+    folder = tmp_path / "fig9-iterated" / "fig9-long"
+    folder.mkdir(parents=True)
+    rows = [{"method": m, "image": img, "density": d, "params": 1, "mean_abs_residual": 0.4, "psnr_vs_cg": db,
+             "psnr_vs_original": 24.0, "seconds": None}
+            for img, d, db in (("astronaut", 0.2, 32.3), ("camera", 0.2, 20.0), ("astronaut", 0.1, 20.0))
+            for m in ("unet_iter", "cg")]
+    pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
+    (folder / "PROVENANCE.json").write_text(json.dumps({"profile": "long"}))
+    got = [r for r in _fig9(tmp_path) if "beyond the paper" in r]
+    assert len(got) == 1 and "32.30 dB" in got[0] and "| long | yes |" in got[0]
+    pd.DataFrame([{**r, "psnr_vs_cg": 31.9} for r in rows]).to_csv(folder / "metrics.csv", index=False)
+    assert "| long | **no** |" in [r for r in _fig9(tmp_path) if "beyond the paper" in r][0]
 
 
 @pytest.mark.integration

@@ -202,7 +202,9 @@ class InpaintUNet(Inpainter):
 
 class IteratedUNet(InpaintUNet):
     """The paper's U-net applied ``passes`` times (2 by default), each pass from the last one's result and its
-    residual: a U-net iterated as a solver, as the FMG net iterates its solvers (not one of the paper's networks)."""
+    residual: a U-net iterated as a solver, as the FMG net iterates its shared solvers. Not one of the paper's
+    networks, but what the end of Sec. 7.2.3 suggests: U-nets built like the FMG net, several down- and upsampling
+    passes with shared weights, so that the passes add no parameters."""
 
     name = "unet_iter"
 

@@ -44,7 +44,7 @@ a = ap.parse_args()
 OTHER = (("busy", 1), ("crop", 64), ("pad", "zeros"), ("passes", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("known_weight", 1.0), ("init", "default"), ("widths", "17,34,68"))
 
 if a.table:
-    rows = [json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))]
+    rows = [r for r in (json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))) if "hist" in r]  # probes only
     lines = ["# U-net probes (Fig. 9)", "", "Written by `python results/fig9-probes/probe_unet.py --table` from the "
              "probes' JSON files. Validation residual (the quantity trained for, on the held-out validation crops) "
              "at the last step; the test case's numbers are for information (no choice was made on them).", "",
