@@ -22,7 +22,7 @@ PROFILE_ARG = $(if $(PROFILE),--profile $(PROFILE))
 STAMP := $(VENV)/.numnet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 report-fig5 report-fig67 evaluate-fig9 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench bench-gpu gpu-session wandb-sync clean
+.PHONY: help install test test-fast reproduce-fig5 reproduce-fig6 reproduce-fig7 reproduce-fig7-paper reproduce-fig5-paper reproduce-fig6-paper reproduce-early-stop reproduce-fig9 reproduce-fig9-iterated report-fig5 report-fig67 evaluate-fig9 report-fig9 reproduce-stability reproduce-fig2 reproduce-theory reproduce-kernels report reproduce-all bench bench-gpu gpu-session wandb-sync clean
 
 help: ## list the targets
 	@echo "numnet make targets (variables: PROFILE=$(or $(PROFILE),<default>) JOBS=$(JOBS) THREADS=$(THREADS) LOGGER=$(LOGGER) RESULTS=$(RESULTS) EXTRA='$(EXTRA)' ENGINE=$(ENGINE) PYTEST_ARGS='$(PYTEST_ARGS)' TORCH_SPEC=$(TORCH_SPEC))"
@@ -72,6 +72,9 @@ reproduce-early-stop: $(STAMP) ## what profile=paper's early stop costs: 8 runs 
 
 reproduce-fig9: $(STAMP) ## Fig. 9 (EED inpainting: FMG net, U-net, single grid, CG) into results/fig9 (PROFILE=long|paper: results/fig9-long, -paper)
 	$(REPRODUCE) fig9 $(PROFILE_ARG) --jobs $(JOBS) --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS) --extra '$(EXTRA)'
+
+reproduce-fig9-iterated: $(STAMP) ## beyond the paper: the U-net applied twice (unet_iter) into results/fig9-iterated/fig9 (PROFILE=long: .../fig9-long, about 36 min on one core)
+	$(REPRODUCE) fig9 $(PROFILE_ARG) --models unet_iter --jobs 1 --threads $(THREADS) --logger $(LOGGER) --results $(RESULTS)/fig9-iterated --extra '$(EXTRA)'
 
 evaluate-fig9: $(STAMP) ## re-measure the stored Fig. 9 networks against the CG solver, then rebuild its table and figure (FIG9=fig9-long: that profile's)
 	$(PY) -m numnet.evaluate_inpainting $(RESULTS)/$(FIG9) --threads $(THREADS)
