@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="results root; Fig. 9 goes to <results>/fig9 (profiles long and paper: fig9-long, fig9-paper)")
     ap.add_argument("--extra", default="", help="further Hydra overrides")
     ap.add_argument("--models", default=MODELS,
-                    help=f"comma-separated networks to train, of {choices('inpaint_model')} (default: the paper's {MODELS})")
+                    help=f"comma-separated networks to train, of {choices('inpaint_model')} "
+                         f"(default: the paper's {MODELS})")
     args = ap.parse_args(argv)
     try:
         out = Path(args.results) / fig9_folder(args.profile)

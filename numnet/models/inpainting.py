@@ -39,8 +39,8 @@ from torch import nn
 
 from numnet.schemes.eed import EEDParams, eed_residual, restrict_mask
 
-__all__ = ["FMG_ORDER", "SCALE", "INITS", "FMGNet", "InpaintUNet", "IteratedUNet", "SingleGridNet", "INPAINT_MODELS", "build_inpainter",
-           "initial_guess"]
+__all__ = ["FMG_ORDER", "SCALE", "INITS", "FMGNet", "InpaintUNet", "IteratedUNet", "SingleGridNet", "INPAINT_MODELS",
+           "build_inpainter", "initial_guess"]
 
 #: grid levels of the solvers in order: 0 = h, 1 = 2h, 2 = 4h (Sec. 7.2.3)
 FMG_ORDER = (2, 1, 2, 1, 0, 1, 2, 1, 2, 1, 0)

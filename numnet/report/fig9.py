@@ -24,8 +24,8 @@ from numnet.report.sweep import provenance_lines, read_provenance  # noqa: E402
 
 __all__ = ["findings_fig9", "write_fig9", "trained_on"]
 
-LABELS = {"single_grid": "single-grid net", "fmg": "FMG net", "unet": "U-net", "unet_iter": "U-net, 2 passes (beyond the paper)",
-          "cg": "CG solver (reference)",
+LABELS = {"single_grid": "single-grid net", "fmg": "FMG net", "unet": "U-net",
+          "unet_iter": "U-net, 2 passes (beyond the paper)", "cg": "CG solver (reference)",
           "masked": "masked input", "original": "original (held out)"}
 #: PSNR against the CG result from which a network "approximates the EED result" (the target set in advance)
 APPROX_DB = 32.0
@@ -160,7 +160,7 @@ EDGE_BANDS = (0.0, 0.5, 0.8, 0.95, 1.0)
 
 
 def error_by_edge_strength(images: dict[str, np.ndarray], residuals: dict[str, np.ndarray], mask: np.ndarray,
-                           sigma: float, bands: tuple[float, ...] = EDGE_BANDS) -> dict[str, list[tuple[float, float, float]]]:
+                           sigma: float, bands: tuple[float, ...] = EDGE_BANDS) -> dict[str, list[tuple]]:
     """On the unknown pixels, banded by the edge strength ``|grad u_sigma|`` of the CG result (``sigma`` the EED's
     own, as in its diffusion tensor; bands between the quantiles ``bands``): each network's mean absolute residual
     of Eq. (29), its RMS deviation from the CG result, and the share of its squared deviation in that band."""
@@ -183,7 +183,7 @@ def error_by_edge_strength(images: dict[str, np.ndarray], residuals: dict[str, n
     return out
 
 
-def _edge_lines(by_edge: dict[str, list[tuple[float, float, float]]], bands: tuple[float, ...] = EDGE_BANDS) -> list[str]:
+def _edge_lines(by_edge: dict[str, list[tuple]], bands: tuple[float, ...] = EDGE_BANDS) -> list[str]:
     names = [f"{100 * lo:.0f}-{100 * hi:.0f} %" for lo, hi in zip(bands, bands[1:])]
     lines = ["## Where the error lies", "",
              "The unknown pixels in bands of edge strength, `|grad u_sigma|` of the CG result with the EED's sigma "
@@ -195,12 +195,13 @@ def _edge_lines(by_edge: dict[str, list[tuple[float, float, float]]], bands: tup
               for k, rows in by_edge.items()]
     if "fmg" in by_edge and "unet" in by_edge:
         (fr, fe, _), (ur, ue, _) = by_edge["fmg"][-1], by_edge["unet"][-1]
+        per_u, per_f = ue / max(ur, 1e-12), fe / max(fr, 1e-12)
         lines += ["", f"On the strongest edges ({names[-1]}): U-net mean |residual| {ur:.2f} against the FMG net's "
-                  f"{fr:.2f}, RMS deviation from the CG result {ue:.1f} against {fe:.1f}, i.e. "
-                  f"{ue / max(ur, 1e-12):.1f} against {fe / max(fr, 1e-12):.1f} grey values of deviation per unit of "
-                  "residual. Across an edge EED hardly diffuses, so the residual there responds little to where and how "
-                  "sharp the edge is: a network can leave a small residual on an edge and still sit far from the EED "
-                  "solution."]
+                  f"{fr:.2f}, RMS deviation from the CG result {ue:.1f} against {fe:.1f}, i.e. {per_u:.1f} against "
+                  f"{per_f:.1f} grey values of deviation per unit of residual."
+                  + (" Across an edge EED hardly diffuses, so the residual there responds little to where and how "
+                     "sharp the edge is: a network can leave a small residual on an edge and still sit far from the "
+                     "EED solution." if per_u > per_f else "")]
     return lines + [""]
 
 

@@ -230,8 +230,8 @@ def _fig9_beyond(root: Path) -> list[str]:
         prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
         for r in m.itertuples():
             rows.append(f"| Fig. 9 (beyond the paper) | the paper's U-net applied twice from its own result and "
-                        f"residual (same parameters) approximates the EED inpainting result | PSNR against the CG result "
-                        f"{r.psnr_vs_cg:.2f} dB, mean absolute residual {r.mean_abs_residual:.3f} (criterion: >= "
+                        f"residual (same parameters) approximates the EED inpainting result | PSNR against the CG "
+                        f"result {r.psnr_vs_cg:.2f} dB, mean absolute residual {r.mean_abs_residual:.3f} (criterion: >= "
                         f"{APPROX_DB:.0f} dB) | {prov.get('profile', '?')} | {_yes(r.psnr_vs_cg >= APPROX_DB)} | "
                         f"[table](fig9-iterated/{p.parent.name}/table.md) |")
     return rows
