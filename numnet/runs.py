@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "without_added_keys", "is_complete", "RunConflict",
-           "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "start_sweep", "end_sweep", "launch_sweep", "RESUME_FILE",
-           "execute_recorded", "already_done", "failed_summary", "record_invalid", "run_cli", "run_overrides",
-           "is_multirun", "quiet_lightning", "wandb_logger", "close_loggers", "precheck_output_roots",
-           "IDENTIFICATION", "identification"]
+__all__ = ["git_commit", "machine", "provenance", "write_json_atomic", "read_summary", "without_added_keys",
+           "is_complete", "RunConflict", "atomic_torch_save", "SWEEP_MARKER", "begin_sweep", "start_sweep",
+           "end_sweep", "launch_sweep", "RESUME_FILE", "execute_recorded", "already_done", "failed_summary",
+           "record_invalid", "run_cli", "run_overrides", "is_multirun", "quiet_lightning", "wandb_logger",
+           "close_loggers", "precheck_output_roots", "IDENTIFICATION", "identification"]
 
 _REPO = Path(__file__).resolve().parent.parent
 

@@ -208,9 +208,8 @@ class IteratedUNet(InpaintUNet):
 
     name = "unet_iter"
 
-    def __init__(self, widths: tuple[int, int, int] = (17, 34, 68), residual_input: bool = True,
-                 init: str = "default", norm: str = "none", layers: int = 2, passes: int = 2) -> None:
-        super().__init__(widths, residual_input, init, norm, layers, passes)
+    def __init__(self, passes: int = 2, **unet) -> None:
+        super().__init__(passes=passes, **unet)
 
 
 def restrict(x: torch.Tensor) -> torch.Tensor:

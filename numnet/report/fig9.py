@@ -22,7 +22,7 @@ from numnet.report.artefact import report_main  # noqa: E402
 from numnet.evaluate_inpainting import METHODS, TIMING, trained_networks  # noqa: E402
 from numnet.report.sweep import provenance_lines, read_provenance  # noqa: E402
 
-__all__ = ["findings_fig9", "write_fig9", "trained_on"]
+__all__ = ["findings_fig9", "paper_case", "write_fig9", "trained_on"]
 
 LABELS = {"single_grid": "single-grid net", "fmg": "FMG net", "unet": "U-net",
           "unet_iter": "U-net, 2 passes (beyond the paper)", "cg": "CG solver (reference)",
@@ -33,13 +33,18 @@ APPROX_DB = 32.0
 CLEAR_DB = 0.5
 
 
+def paper_case(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the paper's case: the test image at the training density (the first case of ``metrics.csv``;
+    a table of one case is that case)."""
+    if "image" not in metrics.columns:
+        return metrics
+    first = metrics.iloc[0]
+    return metrics[(metrics.image == first.image) & (metrics.density == first.density)]
+
+
 def findings_fig9(metrics: pd.DataFrame) -> list[dict]:
-    """The paper's findings checked on its case: the test image at the training density (the first case of
-    ``metrics.csv``; a table of one case is that case)."""
-    if "image" in metrics.columns:
-        first = metrics.iloc[0]
-        metrics = metrics[(metrics.image == first.image) & (metrics.density == first.density)]
-    m = metrics.set_index("method")
+    """The paper's findings checked on its case (:func:`paper_case`)."""
+    m = paper_case(metrics).set_index("method")
     out = []
     if {"fmg", "unet", "single_grid"} <= set(m.index):
         ok = [m.loc[k, "psnr_vs_cg"] >= APPROX_DB for k in ("fmg", "unet")]
@@ -171,13 +176,13 @@ def error_by_edge_strength(images: dict[str, np.ndarray], residuals: dict[str, n
     free = mask < 0.5
     edges = np.quantile(strength[free], bands)
     band_of = np.clip(np.searchsorted(edges, strength, side="right") - 1, 0, len(bands) - 2)
+    sels = [free & (band_of == b) for b in range(len(bands) - 1)]
     out = {}
     for k, r in residuals.items():
         if k == "cg" or k not in images:
             continue
         err2 = (images[k].astype(np.float64) - images["cg"]) ** 2
         total = err2[free].sum()
-        sels = [free & (band_of == b) for b in range(len(bands) - 1)]
         out[k] = [(float(np.abs(r[sel]).mean()), float(np.sqrt(err2[sel].mean())), float(err2[sel].sum() / total))
                   if sel.any() else (float("nan"),) * 3 for sel in sels]
     return out
@@ -341,9 +346,9 @@ def write_fig9(folder: str | Path, seed: int = 0) -> None:
         f = {k: z[k].astype(np.float32) for k in z.files}
     images = {k[len("image_"):]: v for k, v in f.items() if k.startswith("image_")}
     residuals = {k[len("residual_"):]: v for k, v in f.items() if k.startswith("residual_")}
-    split = residual_split({k: residuals[k] for k in main.method if k in residuals}, f["mask"])
-    by_edge = error_by_edge_strength(images, {k: residuals[k] for k in main.method if k in residuals}, f["mask"],
-                                     float(info["eed"]["sigma"])) if "cg" in images else None
+    shown = {k: residuals[k] for k in main.method if k in residuals}
+    split = residual_split(shown, f["mask"])
+    by_edge = error_by_edge_strength(images, shown, f["mask"], float(info["eed"]["sigma"])) if "cg" in images else None
     _write_table(folder, everything, main, info, summaries, split, by_edge)
     _figure(folder / "fig9.png", images, residuals, f["mask"], main)
 

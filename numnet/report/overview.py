@@ -199,14 +199,14 @@ def _fig9(root: Path) -> list[str]:
 
     from numnet.config import choices, fig9_folder
     from numnet.report.fig9 import findings_fig9
+    from numnet.report.sweep import read_provenance
 
     rows = []
     for name in sorted({fig9_folder(p) for p in choices("inpaint_profile")}):
         p = root / name / "metrics.csv"
         if not p.exists():
             continue
-        prov_path = root / name / "PROVENANCE.json"
-        prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
+        prov = read_provenance(root / name)
         rows += [f"| Fig. 9 | {f['paper']} | {f['ours']} | {prov.get('profile', '?')} | {_yes(f['holds'])} | "
                  f"[fig9.png]({name}/fig9.png) |" for f in findings_fig9(pd.read_csv(p))]
     rows += _fig9_beyond(root)
@@ -219,16 +219,14 @@ def _fig9_beyond(root: Path) -> list[str]:
     case, against the criterion of the paper's finding."""
     import pandas as pd
 
-    from numnet.report.fig9 import APPROX_DB
+    from numnet.report.fig9 import APPROX_DB, paper_case
+    from numnet.report.sweep import read_provenance
 
     rows = []
     for p in sorted((root / "fig9-iterated").glob("*/metrics.csv")):
-        m = pd.read_csv(p)
-        first = m.iloc[0]
-        m = m[(m.image == first.image) & (m.density == first.density) & (m.method == "unet_iter")]
-        prov_path = p.parent / "PROVENANCE.json"
-        prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
-        for r in m.itertuples():
+        m = paper_case(pd.read_csv(p))
+        prov = read_provenance(p.parent)
+        for r in m[m.method == "unet_iter"].itertuples():
             rows.append(f"| Fig. 9 (beyond the paper) | the paper's U-net applied twice from its own result and "
                         f"residual (same parameters) approximates the EED inpainting result | PSNR against the CG "
                         f"result {r.psnr_vs_cg:.2f} dB, mean absolute residual {r.mean_abs_residual:.3f} (criterion: >= "
