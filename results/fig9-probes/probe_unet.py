@@ -38,10 +38,15 @@ ap.add_argument("--norm", default="none", help="U-net only: none or batch (norma
 ap.add_argument("--passes", type=int, default=1,
                 help="U-net only: apply it this many times with shared weights, each pass from the last one's result "
                      "and its residual (inpaint_model.passes; 1 = the paper's U-net)")
+ap.add_argument("--loss", default="abs", choices=["abs", "jacobi", "multiscale"],
+                help="abs: the mean |residual| (the paper's); jacobi: each unknown pixel's residual divided by its diagonal "
+                     "entry of A (relative to the batch mean), so that edges, where A's diagonal is small, weigh more; "
+                     "multiscale: adds the 2 x 2 and 4 x 4 averages of the signed residual, weighted 2 and 4")
 ap.add_argument("--pad", default="zeros", help="padding of every 3 x 3 convolution: zeros (the pipeline's), replicate or reflect")
 a = ap.parse_args()
 #: arguments named in the table's "other" column where they differ from these defaults
-OTHER = (("busy", 1), ("crop", 64), ("pad", "zeros"), ("passes", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("known_weight", 1.0), ("init", "default"), ("widths", "17,34,68"))
+OTHER = (("busy", 1), ("crop", 64), ("pad", "zeros"), ("passes", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("known_weight", 1.0), ("init", "default"), ("widths", "17,34,68"),
+         ("loss", "abs"))
 
 if a.table:
     rows = [r for r in (json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))) if "hist" in r]  # probes only
@@ -68,13 +73,33 @@ torch.set_num_threads(1)
 from numnet.data.images import TRAIN_IMAGES, VAL_IMAGES, CropStream, crop_bank, random_masks, test_image  # noqa: E402
 from numnet.models.inpainting import build_inpainter  # noqa: E402
 from numnet.runs import provenance  # noqa: E402
-from numnet.schemes.eed import EEDParams, cg_inpaint, eed_residual  # noqa: E402
+from numnet.schemes.eed import EEDParams, _cell_weights, cell_tensor, cg_inpaint, eed_residual  # noqa: E402
 
 eed = EEDParams()
 img = test_image("astronaut")
 mask = random_masks(img.shape, 0.2, torch.Generator().manual_seed(1000))
 f = img * mask
 ref, _ = cg_inpaint(f, mask, eed)
+
+
+def diagonal(u):
+    """The diagonal of ``A(u)`` (``eed_apply``'s stencil: each cell adds to its four corners), negative."""
+    wx, wy, wd, wa = _cell_weights(*cell_tensor(u, eed), eed.alpha, 1.0)
+    pad = torch.nn.functional.pad
+    return -(pad(wx + wy + wd, (0, 1, 0, 1)) + pad(wx + wy + wa, (0, 1, 1, 0)) + pad(wx + wy + wa, (1, 0, 0, 1))
+             + pad(wx + wy + wd, (1, 0, 1, 0)))
+
+
+def loss_terms(r, u, m):
+    """The residual as the loss sees it (``--loss``), before its absolute value or square."""
+    if a.loss == "jacobi":
+        with torch.no_grad():
+            d = diagonal(u).abs()
+            d = (d * (1 - m)).sum() / (1 - m).sum().clamp_min(1) / d.clamp_min(1e-3)  # mean |a_ii| / |a_ii|
+        return [r * (m + (1 - m) * d.clamp(max=10.0))]
+    if a.loss == "multiscale":
+        return [r, 2.0 * torch.nn.functional.avg_pool2d(r, 2), 4.0 * torch.nn.functional.avg_pool2d(r, 4)]
+    return [r]
 
 
 def psnr(x, y):
@@ -85,6 +110,7 @@ stream = CropStream(tuple(a.train.split(",")) if a.train else TRAIN_IMAGES, a.ba
                     1000 * a.seed, 10 ** 9, a.synthetic, 2.0)
 val = crop_bank(VAL_IMAGES, 16, 64, 1)
 vm = random_masks(val.shape, 0.2, torch.Generator().manual_seed(2))
+val_ref, _ = cg_inpaint(val * vm, vm, eed)  # the validation crops' CG solutions: PSNR against them at the end
 torch.manual_seed(a.seed)
 kw = {"init": a.init}
 if a.model == "unet":
@@ -111,9 +137,11 @@ for step in range(1, a.steps + 1):
         clean = (mu + k * (clean - mu)).clamp(0, 255)
     m = (torch.rand(clean.shape, generator=gen) < 0.2).float()
     fc = clean * m
-    r = eed_residual(model(fc, m), fc, m, eed)
+    u_step = model(fc, m)
+    r = eed_residual(u_step, fc, m, eed)
     w = 1.0 + (a.known_weight - 1.0) * m  # 1 on the unknown pixels, known_weight on the known ones
-    loss = (w * r ** 2).mean() if step <= a.warm else (w * r.abs()).mean()
+    terms = loss_terms(w * r, u_step, m)
+    loss = sum((t ** 2).mean() if step <= a.warm else t.abs().mean() for t in terms)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -132,8 +160,11 @@ for step in range(1, a.steps + 1):
 model.eval()
 with torch.no_grad():  # the test case's mean |residual| on its known and on its unknown pixels, at the end
     r_end = eed_residual(model(f, mask), f, mask, eed).abs()
+    val_psnr = psnr(model(val * vm, vm), val_ref)
 split = [round(float(r_end[mask > 0.5].mean()), 4), round(float(r_end[mask < 0.5].mean()), 4)]
+print(a.name, f"validation crops' PSNR against their CG solutions {val_psnr:.2f} dB", flush=True)
 print(a.name, f"astronaut residual on known pixels {split[0]:.4f}, on unknown pixels {split[1]:.4f}", flush=True)
 out = {"args": vars(a), "hist": hist, "wall": time.time() - t0, "params": model.n_params(), "provenance": provenance(),
-       "astronaut_residual_known_unknown": split}
+       "astronaut_residual_known_unknown": split,
+       "val_psnr_cg": round(val_psnr, 2)}
 (HERE / f"{a.name}.json").write_text(json.dumps(out))
