@@ -52,18 +52,21 @@ if a.table:
     rows = [r for r in (json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))) if "hist" in r]  # probes only
     lines = ["# U-net probes (Fig. 9)", "", "Written by `python results/fig9-probes/probe_unet.py --table` from the "
              "probes' JSON files. Validation residual (the quantity trained for, on the held-out validation crops) "
-             "at the last step; the test case's numbers are for information (no choice was made on them).", "",
+             "at the last step; the test case's numbers are for information (no choice was made on them). Validation PSNR "
+             "vs CG: the validation crops against their own CG solutions, at the end (probes from 2026-12-01 on; "
+             "a probe that changes the loss is judged on it, since its loss is no longer the paper's residual).", "",
              "| probe | training images | synthetic | step size | schedule | batch | steps | seed | other | params | "
-             "validation residual | astronaut PSNR vs CG [dB] | astronaut residual | on known / unknown pixels | wall [s] |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "validation residual | validation PSNR vs CG [dB] | astronaut PSNR vs CG [dB] | astronaut residual | on known / unknown pixels | wall [s] |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["hist"][-1][1]):
         g = r["args"]
         other = ", ".join(f"{k} {g[k]}" for k, d in OTHER if g.get(k, d) != d) or "-"
         step, val, psnr, res = r["hist"][-1]
         known_unknown = r.get("astronaut_residual_known_unknown")
         split = f"{known_unknown[0]:.3f} / {known_unknown[1]:.3f}" if known_unknown else "-"
+        val_psnr = f"{r['val_psnr_cg']:.2f}" if "val_psnr_cg" in r else "-"
         lines.append(f"| {g['name']} | {g['train'] or 'mix'} | {g['synthetic']} | {g['lr']:g} | {g['sched']} | "
-                     f"{g['batch']} | {step} | {g['seed']} | {other} | {r['params']:,} | {val:.4f} | {psnr:.2f} | {res:.3f} | "
+                     f"{g['batch']} | {step} | {g['seed']} | {other} | {r['params']:,} | {val:.4f} | {val_psnr} | {psnr:.2f} | {res:.3f} | "
                      f"{split} | {r['wall']:.0f} |")
     lines += ["", "Machine and commit of each probe: its JSON's `provenance`, or, where that is `null`, README.md."]
     (HERE / "table.md").write_text("\n".join(lines) + "\n")
