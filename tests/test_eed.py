@@ -7,6 +7,7 @@ from numnet.schemes.eed import (
     cell_tensor,
     cg_inpaint,
     eed_apply,
+    eed_diagonal,
     eed_residual,
     gaussian_smooth,
     mean_abs_residual,
@@ -30,6 +31,17 @@ def test_stencil_matrix_is_symmetric_conservative_and_negative_semidefinite(alph
     if alpha > 0:  # the delta-stencil bounds make every cell's 4 x 4 block negative semidefinite
         assert torch.linalg.eigvalsh(A).max() < 1e-9
     assert torch.allclose(A @ u.flatten(), eed_apply(u, cell_tensor(u, p), alpha).flatten(), atol=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.44, 0.5])
+def test_diagonal_is_the_stencil_matrix_diagonal(alpha):
+    u = _image((9, 11), seed=3)
+    tensor = cell_tensor(u, EEDParams(alpha=alpha))
+    A = stencil_matrix_2d(tensor, (9, 11), alpha)
+    d = eed_diagonal(tensor, alpha)
+    assert d.shape == u.shape
+    assert torch.allclose(d.flatten(), A.diagonal(), atol=1e-12)
+    assert d.max() < 0
 
 
 def test_bad_eed_parameters_are_rejected():

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EEDParams", "gaussian_smooth", "cell_tensor", "eed_apply", "eed_residual", "mean_abs_residual",
-           "restrict_mask", "cg_inpaint", "stencil_matrix_2d"]
+__all__ = ["EEDParams", "gaussian_smooth", "cell_tensor", "eed_apply", "eed_diagonal", "eed_residual",
+           "mean_abs_residual", "restrict_mask", "cg_inpaint", "stencil_matrix_2d"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,16 @@ def eed_apply(u: torch.Tensor, tensor: tuple[torch.Tensor, torch.Tensor, torch.T
     c11 = -ex1 - ey1 - ed
     # scatter the four corner contributions of every cell back to the pixels
     return (F.pad(c00, (0, 1, 0, 1)) + F.pad(c10, (0, 1, 1, 0)) + F.pad(c01, (1, 0, 0, 1)) + F.pad(c11, (1, 0, 1, 0)))
+
+
+def eed_diagonal(tensor: tuple[torch.Tensor, torch.Tensor, torch.Tensor], alpha: float = 0.44,
+                 h: float = 1.0) -> torch.Tensor:
+    """The diagonal of ``A`` in ``eed_apply`` (negative): each cell adds its weights towards its other three
+    corners to each corner's diagonal entry."""
+    wx, wy, wd, wa = _cell_weights(*tensor, alpha, h)
+    main, anti = wx + wy + wd, wx + wy + wa  # corners (i, j), (i+1, j+1) and (i+1, j), (i, j+1)
+    return -(F.pad(main, (0, 1, 0, 1)) + F.pad(anti, (0, 1, 1, 0)) + F.pad(anti, (1, 0, 0, 1))
+             + F.pad(main, (1, 0, 1, 0)))
 
 
 def eed_residual(u: torch.Tensor, f: torch.Tensor, mask: torch.Tensor, p: EEDParams = EEDParams(),

@@ -45,8 +45,8 @@ ap.add_argument("--loss", default="abs", choices=["abs", "jacobi", "multiscale"]
 ap.add_argument("--pad", default="zeros", help="padding of every 3 x 3 convolution: zeros (the pipeline's), replicate or reflect")
 a = ap.parse_args()
 #: arguments named in the table's "other" column where they differ from these defaults
-OTHER = (("busy", 1), ("crop", 64), ("pad", "zeros"), ("passes", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2), ("known_weight", 1.0), ("init", "default"), ("widths", "17,34,68"),
-         ("loss", "abs"))
+OTHER = (("busy", 1), ("crop", 64), ("pad", "zeros"), ("passes", 1), ("contrast", 1.0), ("norm", "none"), ("layers", 2),
+         ("known_weight", 1.0), ("init", "default"), ("widths", "17,34,68"), ("loss", "abs"))
 
 if a.table:
     rows = [r for r in (json.loads(p.read_text()) for p in sorted(HERE.glob("*.json"))) if "hist" in r]  # probes only
@@ -76,7 +76,7 @@ torch.set_num_threads(1)
 from numnet.data.images import TRAIN_IMAGES, VAL_IMAGES, CropStream, crop_bank, random_masks, test_image  # noqa: E402
 from numnet.models.inpainting import build_inpainter  # noqa: E402
 from numnet.runs import provenance  # noqa: E402
-from numnet.schemes.eed import EEDParams, _cell_weights, cell_tensor, cg_inpaint, eed_residual  # noqa: E402
+from numnet.schemes.eed import EEDParams, cell_tensor, cg_inpaint, eed_diagonal, eed_residual  # noqa: E402
 
 eed = EEDParams()
 img = test_image("astronaut")
@@ -85,19 +85,11 @@ f = img * mask
 ref, _ = cg_inpaint(f, mask, eed)
 
 
-def diagonal(u):
-    """The diagonal of ``A(u)`` (``eed_apply``'s stencil: each cell adds to its four corners), negative."""
-    wx, wy, wd, wa = _cell_weights(*cell_tensor(u, eed), eed.alpha, 1.0)
-    pad = torch.nn.functional.pad
-    return -(pad(wx + wy + wd, (0, 1, 0, 1)) + pad(wx + wy + wa, (0, 1, 1, 0)) + pad(wx + wy + wa, (1, 0, 0, 1))
-             + pad(wx + wy + wd, (1, 0, 1, 0)))
-
-
 def loss_terms(r, u, m):
     """The residual as the loss sees it (``--loss``), before its absolute value or square."""
     if a.loss == "jacobi":
         with torch.no_grad():
-            d = diagonal(u).abs()
+            d = eed_diagonal(cell_tensor(u, eed), eed.alpha).abs()
             d = (d * (1 - m)).sum() / (1 - m).sum().clamp_min(1) / d.clamp_min(1e-3)  # mean |a_ii| / |a_ii|
         return [r * (m + (1 - m) * d.clamp(max=10.0))]
     if a.loss == "multiscale":
@@ -161,7 +153,8 @@ for step in range(1, a.steps + 1):
         hist.append((step, round(vr, 4), round(tp, 2), round(tr, 3)))
         print(a.name, step, f"val {vr:.4f} astronaut {tp:.2f} dB residual {tr:.3f} {time.time() - t0:.0f}s", flush=True)
 model.eval()
-with torch.no_grad():  # the test case's mean |residual| on its known and on its unknown pixels, at the end
+with torch.no_grad():  # at the end: the test case's mean |residual| on its known and on its unknown pixels, and the
+    # validation crops' PSNR against their CG solutions
     r_end = eed_residual(model(f, mask), f, mask, eed).abs()
     val_psnr = psnr(model(val * vm, vm), val_ref)
 split = [round(float(r_end[mask > 0.5].mean()), 4), round(float(r_end[mask < 0.5].mean()), 4)]
