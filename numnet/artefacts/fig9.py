@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = Path(args.results) / fig9_folder(args.profile)
         check_sweep_args(args.profile, "inpaint_profile", args.logger, args.jobs, args.threads, out)
-        unknown = [m for m in args.models.split(",") if m not in choices("inpaint_model")]
-        if unknown or not args.models:
+        models = args.models.split(",")
+        unknown = [m for m in models if m not in choices("inpaint_model")]  # "" too: [""] is unknown
+        if unknown:
             raise ConfigError(f"--models {args.models!r}: unknown {unknown}; choose from {choices('inpaint_model')}")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(metrics.to_string(index=False), flush=True)
     print(f"[fig9] {wall / 60:.1f} min training -> {out}/table.md, metrics.csv, fig9.png", flush=True)
-    return 1 if rc != 0 or set(args.models.split(",")) - set(metrics.method) else 0
+    return 1 if rc != 0 or set(models) - set(metrics.method) else 0
 
 
 if __name__ == "__main__":
